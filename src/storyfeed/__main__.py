@@ -1,0 +1,3 @@
+from storyfeed.cli import main
+
+main()

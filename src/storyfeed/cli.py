@@ -1,0 +1,365 @@
+"""The command line: typer wiring and the one error boundary.
+
+Each command parses its options, calls one use case in :mod:`storyfeed.core`
+and prints what :mod:`storyfeed.render` builds: a rich table on a terminal,
+tab-separated lines in a pipe, JSON with ``--json``. Every ``StoryfeedError``
+becomes one ``storyfeed: error: ...`` line and exit status 1 in :func:`main`.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from storyfeed import __version__, core, render
+from storyfeed.config import default_paths, load_settings
+from storyfeed.errors import StoryfeedError
+from storyfeed.models import RefreshResult
+from storyfeed.text import clean_line
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+app = typer.Typer(
+    name="storyfeed",
+    help="A terminal feed reader: RSS, Atom and JSON Feed, cached in SQLite.",
+    no_args_is_help=False,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+# --- output helpers -----------------------------------------------------------
+
+
+def _stdout_is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"storyfeed: warning: {clean_line(message)}\n")
+
+
+def error(message: str) -> None:
+    sys.stderr.write(f"storyfeed: error: {clean_line(message)}\n")
+
+
+def _print_lines(lines: Iterator[str]) -> None:
+    out = sys.stdout
+    for line in lines:
+        out.write(line + "\n")
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[core.Progress | None]:
+    """A progress bar on stderr when it is a terminal; otherwise nothing."""
+    if total == 0 or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=_stderr_console(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+
+        def advance(result: RefreshResult, done: int, _total: int) -> None:
+            bar.update(task, completed=done)
+
+        yield advance
+
+
+def _app(ctx: typer.Context) -> core.App:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, core.App)
+    return obj
+
+
+# --- commands ---------------------------------------------------------------------
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"storyfeed {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """A terminal feed reader. With no command, runs `list`."""
+    paths = default_paths()
+    settings = load_settings(paths.config_file)
+    state = core.App(paths, settings)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+    if ctx.invoked_subcommand is None:
+        _list(state, feed=None, unread=False, limit=None, offline=False, as_json=False)
+
+
+FeedArg = Annotated[str, typer.Argument(metavar="FEED", help="Feed id, URL, or part of its title.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    feed: Annotated[
+        str | None,
+        typer.Argument(metavar="[FEED]", help="Only this feed (id, URL, or part of its title)."),
+    ] = None,
+    unread: Annotated[bool, typer.Option("--unread", help="Only unread stories.")] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="How many stories [default: 30].")
+    ] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Do not refresh first.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Refresh feeds that are due, then show the newest stories."""
+    _list(_app(ctx), feed=feed, unread=unread, limit=limit, offline=offline, as_json=as_json)
+
+
+def _list(
+    state: core.App,
+    *,
+    feed: str | None,
+    unread: bool,
+    limit: int | None,
+    offline: bool,
+    as_json: bool,
+) -> None:
+    due = 0 if offline else len([f for f in state.store.feeds() if core.is_due(f, state.clock())])
+    with _progress(due, "Refreshing") as progress:
+        listing = core.list_stories(
+            state,
+            feed=feed,
+            unread=unread,
+            limit=limit,
+            offline=offline,
+            summary=as_json,
+            progress=progress,
+        )
+    for message in listing.warnings:
+        warn(message)
+    if as_json:
+        sys.stdout.write(render.stories_json(listing.stories, core.story_summary) + "\n")
+    elif _stdout_is_tty():
+        if not listing.stories:
+            _console().print("No stories yet." if not unread else "No unread stories.")
+            return
+        feeds_shown = {story.feed_id for story in listing.stories}
+        console = _console()
+        table = render.story_table(
+            listing.stories,
+            state.clock(),
+            show_feed=feed is None and len(feeds_shown) > 1,
+            width=console.width,
+        )
+        console.print(table)
+    else:
+        _print_lines(render.story_lines(listing.stories))
+
+
+@app.command("open")
+def open_command(
+    ctx: typer.Context,
+    story_id: Annotated[
+        int | None,
+        typer.Argument(metavar="[ID]", help="Story id; the newest unread story if left out."),
+    ] = None,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print the URL instead of opening it.")
+    ] = False,
+) -> None:
+    """Open a story in the browser and mark it read."""
+    opener = None if print_only else _open_in_browser
+    story, opened = core.open_story(_app(ctx), story_id, opener)
+    if not opened:
+        if not print_only:
+            warn("no browser could be started; here is the link")
+        sys.stdout.write(story.link + "\n")
+
+
+def _open_in_browser(url: str) -> bool:
+    import webbrowser
+
+    try:
+        return webbrowser.open(url, new=2)
+    except (webbrowser.Error, OSError):
+        return False
+
+
+@app.command("read")
+def read_command(
+    ctx: typer.Context,
+    story_id: Annotated[int, typer.Argument(metavar="ID", help="Story id.")],
+) -> None:
+    """Show a story as text in the terminal and mark it read."""
+    state = _app(ctx)
+    story, body = core.read_story(state, story_id)
+    if _stdout_is_tty():
+        _console().print(render.story_view(story, body, state.clock()))
+    else:
+        sys.stdout.write(render.story_plain(story, body) + "\n")
+
+
+@app.command("refresh")
+def refresh_command(
+    ctx: typer.Context,
+    feeds: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[FEED]...", help="Only these feeds, fetched even if not due."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Fetch every active feed, ignoring intervals.")
+    ] = False,
+) -> None:
+    """Fetch the feeds that are due now."""
+    state = _app(ctx)
+    chosen = core.select_feeds(state, feeds or [], force=force)
+    if not chosen:
+        if sys.stderr.isatty():
+            _stderr_console().print("Nothing is due; `storyfeed refresh --force` fetches all.")
+        return
+    with _progress(len(chosen), "Refreshing") as progress:
+        results = core.refresh(state, chosen, progress=progress)
+    interactive = _stdout_is_tty()
+    console = _console()
+    for result in sorted(results, key=lambda r: r.feed.id):
+        line = render.refresh_line(result)
+        if line is None:
+            continue
+        if interactive:
+            console.print(line)
+        else:
+            sys.stdout.write(line.plain + "\n")
+    if any(result.failed for result in results):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("add")
+def add_command(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="Feed URL, web page, file:// URL or local path.")],
+    title: Annotated[str, typer.Option("--title", help="Name to show for the feed.")] = "",
+) -> None:
+    """Subscribe to a feed (a web page is searched for its feed links)."""
+    subscription = core.add_feed(_app(ctx), url, title=title, cwd=Path.cwd())
+    feed = subscription.feed
+    sys.stdout.write(f"Subscribed to {feed.title} (feed {feed.id}): {subscription.new} {"story" if subscription.new == 1 else "stories"}.\n")
+    for link in subscription.other_links:
+        sys.stdout.write(f"  The page also offers: {link.url} ({link.title or link.type})\n")
+
+
+@app.command("remove")
+def remove_command(ctx: typer.Context, feed: FeedArg) -> None:
+    """Unsubscribe from a feed and delete its stories."""
+    removed, count = core.remove_feed(_app(ctx), feed)
+    sys.stdout.write(f"Removed {removed.title} (feed {removed.id}) and {count} stories.\n")
+
+
+@app.command("feeds")
+def feeds_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List subscriptions with their health."""
+    state = _app(ctx)
+    feeds = core.feed_health(state)
+    if as_json:
+        sys.stdout.write(render.feeds_json(feeds) + "\n")
+    elif _stdout_is_tty():
+        _console().print(render.feed_table(feeds, state.clock()))
+    else:
+        _print_lines(render.feed_lines(feeds))
+
+
+class MarkAction(enum.StrEnum):
+    READ = "read"
+    UNREAD = "unread"
+
+
+@app.command("mark")
+def mark_command(
+    ctx: typer.Context,
+    action: Annotated[MarkAction, typer.Argument(help="read or unread.")],
+    story_ids: Annotated[list[int] | None, typer.Argument(metavar="[ID]...")] = None,
+    all_stories: Annotated[bool, typer.Option("--all", help="Every story.")] = False,
+    feed: Annotated[
+        str | None, typer.Option("--feed", metavar="FEED", help="Every story of one feed.")
+    ] = None,
+) -> None:
+    """Mark stories read or unread."""
+    if not story_ids and not all_stories and feed is None:
+        raise typer.BadParameter("name story ids, or use --all or --feed FEED", param_hint="ID")
+    changed = core.mark(
+        _app(ctx),
+        read=action is MarkAction.READ,
+        story_ids=story_ids or [],
+        all_stories=all_stories,
+        feed=feed,
+    )
+    if _stdout_is_tty():
+        noun = "story" if changed == 1 else "stories"
+        sys.stdout.write(f"Marked {changed} {noun} {action.value}.\n")
+
+
+# --- the error boundary ---------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run storyfeed and exit: 0 ok, 1 failed, 2 usage error, 130 interrupted."""
+    sys.exit(run(argv))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    try:
+        result = app(args=list(argv) if argv is not None else None, prog_name="storyfeed",
+                     standalone_mode=False)  # fmt: skip
+    except StoryfeedError as exc:
+        error(str(exc))
+        return EXIT_FAILED
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        error(exc.format_message())
+        code = int(getattr(exc, "exit_code", EXIT_USAGE))
+        ctx = getattr(exc, "ctx", None)
+        if code == EXIT_USAGE and ctx is not None:
+            sys.stderr.write(f"Try '{ctx.command_path} --help'.\n")
+        return code
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("\nstoryfeed: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of a pipe went away (`storyfeed list | head`): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:
+        if os.environ.get("STORYFEED_DEBUG"):
+            raise
+        error(f"internal error: {type(exc).__name__}: {exc} (STORYFEED_DEBUG=1 shows details)")
+        return EXIT_FAILED
+    return int(result) if isinstance(result, int) else EXIT_OK

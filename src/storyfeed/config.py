@@ -1,0 +1,127 @@
+"""Where storyfeed keeps its files, and the settings in ``config.toml``.
+
+``STORYFEED_HOME=DIR`` puts both the config and the data in DIR; otherwise
+platformdirs' user config and data directories are used. ``config.toml`` is
+only ever read.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from storyfeed.errors import ConfigError
+
+DEFAULT_FEED_URL = "https://wgzesg.github.io/llm_stories/index.xml"
+APP_NAME = "storyfeed"
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    config_dir: Path
+    data_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "storyfeed.db"
+
+
+def default_paths(environ: dict[str, str] | None = None) -> Paths:
+    env = os.environ if environ is None else environ
+    home = env.get("STORYFEED_HOME")
+    if home:
+        base = Path(home).expanduser()
+        return Paths(config_dir=base, data_dir=base)
+    import platformdirs
+
+    return Paths(
+        config_dir=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
+        data_dir=Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting, with its default. Keys in config.toml use these names."""
+
+    default_feed: str = DEFAULT_FEED_URL  # subscribed when a database is created; "" for none
+    refresh_interval: int = 30 * 60  # seconds between fetches of a feed
+    max_interval: int = 24 * 60 * 60  # cap on intervals raised by the server or backoff
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    feed_deadline: float = 60.0  # total seconds for one feed's fetch
+    max_body_bytes: int = 10 * 1024 * 1024  # cap, compressed and decompressed
+    concurrency: int = 8  # fetches at once
+    per_host: int = 2  # fetches at once to one host
+    list_limit: int = 30
+    busy_timeout: float = 10.0  # seconds to wait for a database lock
+    extra: dict[str, Any] = field(default_factory=dict)  # sections owned by later features
+
+
+_SECONDS_KEYS = {"refresh_interval", "max_interval"}
+
+
+def _duration(key: str, value: object) -> int:
+    """Seconds from an int or a string like ``90s``, ``30m``, ``2h``, ``1d``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"config: {key} must be a duration like 30m, not {value!r}")
+    if isinstance(value, int) and value > 0:
+        return value
+    if isinstance(value, str):
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        text = value.strip().lower()
+        number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+        if number.isdigit() and int(number) > 0:
+            return int(number) * units[unit]
+    raise ConfigError(f"config: {key} must be a duration like 30m, not {value!r}")
+
+
+def load_settings(path: Path) -> Settings:
+    """Read ``config.toml``; a missing file means every default."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Settings()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    return settings_from_mapping(data)
+
+
+def settings_from_mapping(data: dict[str, Any]) -> Settings:
+    known = {f.name: f for f in fields(Settings) if f.name != "extra"}
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    defaults = Settings()
+    for key, value in data.items():
+        if isinstance(value, dict):
+            extra[key] = value
+            continue
+        if key not in known:
+            raise ConfigError(f"config: unknown setting {key!r}")
+        default = getattr(defaults, key)
+        if key in _SECONDS_KEYS:
+            values[key] = _duration(key, value)
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise ConfigError(f"config: {key} must be a string")
+            values[key] = value
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"config: {key} must be a positive number")
+            values[key] = float(value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"config: {key} must be a positive whole number")
+            values[key] = value
+    return Settings(**values, extra=extra)

@@ -1,0 +1,344 @@
+"""Fetching feeds politely; the only module that uses httpx.
+
+Each fetch ends as a :class:`FetchResult` value, never an exception, so one
+dead server cannot stop a run. Bodies are decompressed here, not by httpx,
+so that both the compressed and the inflated size are capped while streaming.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from storyfeed import PROJECT_URL, __version__
+from storyfeed.config import Settings
+from storyfeed.models import FetchOutcome, FetchRequest, FetchResult
+from storyfeed.text import redact_url
+
+USER_AGENT = f"storyfeed/{__version__} (+{PROJECT_URL})"
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, "
+    "application/rdf+xml;q=0.9, application/json;q=0.8, application/xml;q=0.8, "
+    "text/xml;q=0.8, text/html;q=0.5, */*;q=0.1"
+)
+_PERMANENT = frozenset({301, 308})
+_CHUNK = 64 * 1024
+
+
+class _Abort(Exception):
+    """Stops reading a body; the message is the feed's error."""
+
+
+def fetch_many(
+    requests: Iterable[FetchRequest], settings: Settings, now: datetime
+) -> Iterator[FetchResult]:
+    """Fetch concurrently (bounded overall and per host); yield results as they finish."""
+    todo = list(requests)
+    if not todo:
+        return
+    limits = _HostLimits(settings.per_host)
+    with (
+        _client(settings) as client,
+        ThreadPoolExecutor(max_workers=max(1, min(settings.concurrency, len(todo)))) as pool,
+    ):
+        futures = [pool.submit(_fetch_limited, client, limits, r, settings, now) for r in todo]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def fetch_one(request: FetchRequest, settings: Settings, now: datetime) -> FetchResult:
+    with _client(settings) as client:
+        return fetch(client, request, settings, now)
+
+
+def _client(settings: Settings) -> httpx.Client:
+    return httpx.Client(
+        headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
+        timeout=httpx.Timeout(
+            settings.read_timeout, connect=settings.connect_timeout, pool=settings.feed_deadline
+        ),
+        follow_redirects=True,
+        max_redirects=10,
+        limits=httpx.Limits(max_connections=settings.concurrency * 2),
+    )
+
+
+class _HostLimits:
+    def __init__(self, per_host: int) -> None:
+        self._per_host = max(1, per_host)
+        self._lock = threading.Lock()
+        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+
+    def semaphore(self, url: str) -> threading.BoundedSemaphore:
+        host = urlsplit(url).hostname or ""
+        with self._lock:
+            if host not in self._semaphores:
+                self._semaphores[host] = threading.BoundedSemaphore(self._per_host)
+            return self._semaphores[host]
+
+
+def _fetch_limited(
+    client: httpx.Client,
+    limits: _HostLimits,
+    request: FetchRequest,
+    settings: Settings,
+    now: datetime,
+) -> FetchResult:
+    with limits.semaphore(request.url):
+        return fetch(client, request, settings, now)
+
+
+def fetch(
+    client: httpx.Client, request: FetchRequest, settings: Settings, now: datetime
+) -> FetchResult:
+    """Fetch one feed URL (http, https or file) into a result value."""
+    scheme = urlsplit(request.url).scheme.lower()
+    if scheme == "file":
+        return _fetch_file(request, settings)
+    if scheme not in {"http", "https"}:
+        return _error(request, f"cannot fetch {scheme or 'scheme-less'} URLs")
+    try:
+        return _fetch_http(client, request, settings, now)
+    except _Abort as exc:
+        return _error(request, str(exc))
+    except httpx.TimeoutException:
+        return _error(request, "timed out")
+    except httpx.TooManyRedirects:
+        return _error(request, "too many redirects (a redirect loop?)")
+    except httpx.ConnectError as exc:
+        return _error(request, _connect_message(exc))
+    except httpx.RemoteProtocolError:
+        return _error(request, "the server closed the connection or broke the protocol")
+    except httpx.UnsupportedProtocol:
+        return _error(request, "redirected to a URL that is not http(s)")
+    except httpx.InvalidURL:
+        return _error(request, "invalid URL")
+    except httpx.HTTPError as exc:
+        return _error(request, f"network error: {type(exc).__name__}")
+
+
+def _connect_message(exc: httpx.ConnectError) -> str:
+    text = str(exc)
+    lowered = text.lower()
+    if "refused" in lowered:
+        return "connection refused"
+    if (
+        "name or service not known" in lowered
+        or "nodename nor servname" in lowered
+        or ("name resolution" in lowered or "no address associated" in lowered)
+    ):
+        return "could not resolve the host name"
+    if "certificate" in lowered or "ssl" in lowered:
+        return "TLS error: " + text
+    return "could not connect: " + (text or type(exc).__name__)
+
+
+def _error(request: FetchRequest, message: str) -> FetchResult:
+    return FetchResult(
+        request=request,
+        outcome=FetchOutcome.ERROR,
+        error=message.replace(request.url, redact_url(request.url)),
+    )
+
+
+def _fetch_http(
+    client: httpx.Client, request: FetchRequest, settings: Settings, now: datetime
+) -> FetchResult:
+    headers = {}
+    if request.etag:
+        headers["If-None-Match"] = request.etag
+    if request.last_modified:
+        headers["If-Modified-Since"] = request.last_modified
+    deadline = time.monotonic() + settings.feed_deadline
+    with client.stream("GET", request.url, headers=headers) as response:
+        status = response.status_code
+        base = FetchResult(
+            request=request,
+            outcome=FetchOutcome.OK,
+            http_status=status,
+            final_url=str(response.url),
+            moved_to=_permanent_target(request.url, response),
+            headers={k.lower(): v for k, v in response.headers.items()},
+            max_age=_max_age(response.headers.get("cache-control", "")),
+        )
+        if status == 304:
+            return replace(
+                base,
+                outcome=FetchOutcome.NOT_MODIFIED,
+                etag=response.headers.get("etag", request.etag),
+                last_modified=response.headers.get("last-modified", request.last_modified),
+            )
+        if status == 410:
+            return replace(base, outcome=FetchOutcome.GONE)
+        if status >= 300:
+            retry = response.headers.get("retry-after", "") if status in {429, 503} else ""
+            return replace(
+                base,
+                outcome=FetchOutcome.ERROR,
+                error=f"HTTP {status} {response.reason_phrase or ''}".strip(),
+                retry_after=_retry_after(retry, now),
+            )
+        return replace(
+            base,
+            body=_read_body(response, settings.max_body_bytes, deadline),
+            etag=response.headers.get("etag", ""),
+            last_modified=response.headers.get("last-modified", ""),
+        )
+
+
+def _permanent_target(original: str, response: httpx.Response) -> str:
+    """The URL reached through permanent redirects only, if it differs."""
+    target = ""
+    for hop in response.history:
+        if hop.status_code not in _PERMANENT:
+            break
+        location = hop.headers.get("location")
+        if location is None:
+            break
+        target = str(hop.url.join(location))
+    return target if target and target != original else ""
+
+
+def _read_body(response: httpx.Response, cap: int, deadline: float) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise _Abort(f"the body is larger than the {_size(cap)} cap")
+    decoder = _Decoder(response.headers.get("content-encoding", ""), cap)
+    raw_total = 0
+    for chunk in response.iter_raw(_CHUNK):
+        raw_total += len(chunk)
+        if raw_total > cap:
+            raise _Abort(f"the body is larger than the {_size(cap)} cap")
+        decoder.feed(chunk)
+        if time.monotonic() > deadline:
+            raise _Abort("took longer than the per-feed deadline")
+    return decoder.finish()
+
+
+class _Decoder:
+    """Inflates gzip/deflate bodies in bounded steps, stopping at the cap."""
+
+    def __init__(self, encoding: str, cap: int) -> None:
+        codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in {"gzip", "x-gzip", "deflate"}):
+            raise _Abort(f"unsupported Content-Encoding {encoding!r}")
+        self._coding = codings[0] if codings else ""
+        self._cap = cap
+        self._out = bytearray()
+        self._inflater: zlib._Decompress | None = None
+        self._pending = b""
+
+    def feed(self, data: bytes) -> None:
+        if not self._coding:
+            self._append(data)
+            return
+        if self._inflater is None:
+            self._pending += data
+            if len(self._pending) < 2:
+                return
+            data, self._pending = self._pending, b""
+            self._inflater = zlib.decompressobj(self._wbits(data))
+        self._inflate(data)
+
+    def _wbits(self, head: bytes) -> int:
+        if self._coding != "deflate":
+            return 16 + zlib.MAX_WBITS
+        # RFC 9110 says zlib-wrapped, but many servers send raw deflate.
+        zlib_wrapped = (head[0] & 0x0F) == 8 and ((head[0] << 8) | head[1]) % 31 == 0
+        return zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS
+
+    def _inflate(self, data: bytes) -> None:
+        assert self._inflater is not None
+        try:
+            while data:
+                room = self._cap - len(self._out) + 1
+                self._append(self._inflater.decompress(data, room))
+                data = self._inflater.unconsumed_tail
+                if self._inflater.eof and self._inflater.unused_data.strip(b"\0"):
+                    # A gzip stream may hold several members; read the next one.
+                    data = self._inflater.unused_data
+                    self._inflater = zlib.decompressobj(self._wbits(data))
+        except zlib.error as exc:
+            raise _Abort("the compressed body is corrupt") from exc
+
+    def _append(self, data: bytes) -> None:
+        self._out += data
+        if len(self._out) > self._cap:
+            raise _Abort(f"the body inflates to more than the {_size(self._cap)} cap")
+
+    def finish(self) -> bytes:
+        if self._pending and self._coding:
+            raise _Abort("the compressed body is corrupt")
+        if self._inflater is not None:
+            try:
+                self._append(self._inflater.flush())
+            except zlib.error as exc:
+                raise _Abort("the compressed body is corrupt") from exc
+            if not self._inflater.eof:
+                raise _Abort("the compressed body is truncated")
+        return bytes(self._out)
+
+
+def _size(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MiB" if n >= 1024 * 1024 else f"{n} bytes"
+
+
+def _max_age(cache_control: str) -> int | None:
+    for directive in cache_control.split(","):
+        name, _, value = directive.strip().partition("=")
+        if name.lower() in {"no-cache", "no-store"}:
+            return None
+        if name.lower() == "max-age" and value.strip().strip('"').isdigit():
+            return int(value.strip().strip('"'))
+    return None
+
+
+def _retry_after(value: str, now: datetime) -> datetime | None:
+    """RFC 9110 §10.2.3: seconds or an HTTP date; anything else is ignored."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        seconds = min(int(value), 10**9)
+        return now + timedelta(seconds=seconds)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
+def _fetch_file(request: FetchRequest, settings: Settings) -> FetchResult:
+    parts = urlsplit(request.url)
+    if parts.netloc not in {"", "localhost"}:
+        return _error(request, "file URLs on another host are not supported")
+    path = Path(unquote(parts.path))
+    try:
+        with path.open("rb") as handle:
+            body = handle.read(settings.max_body_bytes + 1)
+    except FileNotFoundError:
+        return _error(request, f"no such file: {path}")
+    except IsADirectoryError:
+        return _error(request, f"{path} is a directory")
+    except OSError as exc:
+        return _error(request, f"cannot read {path}: {exc.strerror}")
+    if len(body) > settings.max_body_bytes:
+        return _error(request, f"the file is larger than the {_size(settings.max_body_bytes)} cap")
+    return FetchResult(request=request, outcome=FetchOutcome.OK, body=body, final_url=request.url)

@@ -1,0 +1,214 @@
+"""Data types shared by every layer: frozen, typed, stdlib only.
+
+Times are timezone-aware ``datetime`` objects in UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class FeedStatus(enum.StrEnum):
+    """Whether a feed is fetched."""
+
+    ACTIVE = "active"
+    GONE = "gone"  # the server answered 410: not fetched until named again
+    PAUSED = "paused"
+
+
+class DateFlag(enum.StrEnum):
+    """How a story's date was obtained."""
+
+    OK = ""
+    MISSING = "missing"  # the feed gave none: the first-seen time stands in
+    FUTURE = "future"  # the feed gave a future date: clamped to first sight
+
+
+class StoryState(enum.StrEnum):
+    """A story's reading state, as shown in listings."""
+
+    NEW = "new"
+    UNREAD = "unread"
+    READ = "read"
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """A subscription and its fetch state."""
+
+    id: int
+    url: str
+    feed_title: str = ""
+    user_title: str = ""
+    site_url: str = ""
+    status: FeedStatus = FeedStatus.ACTIVE
+    added_at: datetime | None = None
+    etag: str = ""
+    last_modified: str = ""
+    body_hash: str = ""
+    last_fetch_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str = ""
+    last_error_at: datetime | None = None
+    error_count: int = 0
+    next_fetch_at: datetime | None = None
+    retry_after: datetime | None = None
+    story_count: int = 0
+    unread_count: int = 0
+    new_count: int = 0
+
+    @property
+    def title(self) -> str:
+        """The name shown for the feed: the user's, the feed's, or its URL."""
+        return self.user_title or self.feed_title or self.url
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """One stored entry of a feed."""
+
+    id: int
+    feed_id: int
+    feed_title: str
+    title: str
+    link: str
+    author: str
+    summary: str
+    published: datetime | None
+    first_seen: datetime
+    new: bool
+    read: bool
+    date_flag: DateFlag = DateFlag.OK
+    content: str = ""
+
+    @property
+    def date(self) -> datetime:
+        """The date the story is sorted and shown by."""
+        return self.published or self.first_seen
+
+    @property
+    def state(self) -> StoryState:
+        if self.read:
+            return StoryState.READ
+        return StoryState.NEW if self.new else StoryState.UNREAD
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedStory:
+    """A story as read from a feed document, already sanitised."""
+
+    key: str
+    title: str
+    link: str
+    author: str = ""
+    summary: str = ""
+    content: str = ""
+    published: datetime | None = None
+    date_flag: DateFlag = DateFlag.OK
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A feed document reduced to what storyfeed keeps."""
+
+    title: str
+    site_url: str
+    stories: tuple[ParsedStory, ...]
+    ttl_seconds: int | None = None
+    format: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLink:
+    """A feed advertised by an HTML page (``<link rel="alternate">``)."""
+
+    url: str
+    type: str
+    title: str = ""
+
+
+class FetchOutcome(enum.StrEnum):
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    GONE = "gone"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    """What to fetch, with the validators of the last success."""
+
+    feed_id: int
+    url: str
+    etag: str = ""
+    last_modified: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """The outcome of one fetch: a value, never an exception."""
+
+    request: FetchRequest
+    outcome: FetchOutcome
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    final_url: str = ""
+    moved_to: str = ""  # set when every redirect on the way was permanent
+    http_status: int | None = None
+    etag: str = ""
+    last_modified: str = ""
+    max_age: int | None = None  # seconds, from Cache-Control
+    retry_after: datetime | None = None
+    error: str = ""
+
+
+class RefreshOutcome(enum.StrEnum):
+    UPDATED = "updated"  # parsed and stored
+    NOT_MODIFIED = "not_modified"  # 304
+    UNCHANGED = "unchanged"  # 200 with the same body as last time
+    GONE = "gone"  # 410: retired
+    ERROR = "error"
+    SKIPPED = "skipped"  # not fetched (Retry-After, locked, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """What one feed's refresh did."""
+
+    feed: Feed
+    outcome: RefreshOutcome
+    new: int = 0
+    updated: int = 0
+    error: str = ""
+    moved_to: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome is RefreshOutcome.ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class FeedUpdate:
+    """What to write for one feed after a fetch: decided by core, applied by the store.
+
+    ``None`` means "keep what is stored".
+    """
+
+    feed_id: int
+    fetched_at: datetime
+    next_fetch_at: datetime
+    success: bool
+    error: str = ""
+    error_count: int = 0
+    status: FeedStatus | None = None
+    url: str | None = None
+    feed_title: str | None = None
+    site_url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    retry_after: datetime | None = None
+    stories: tuple[ParsedStory, ...] = ()

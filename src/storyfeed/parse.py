@@ -1,0 +1,328 @@
+"""Reading feed documents; the only module that uses feedparser.
+
+Pure: bytes and response headers in, a :class:`ParsedFeed` out, or a
+:class:`ParseError`. feedparser handles RSS 0.9x/1.0/2.0 and Atom; JSON Feed
+1.0/1.1 is read here, since feedparser 6 does not know it. Every string is
+sanitised before it leaves this module.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import io
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urljoin
+
+from storyfeed.errors import NotAFeedError, ParseError
+from storyfeed.models import DateFlag, FeedLink, ParsedFeed, ParsedStory
+from storyfeed.text import clean_line, clean_text, html_to_line
+
+MAX_KEY = 512
+_FEED_TYPES = {
+    "application/rss+xml": "rss",
+    "application/atom+xml": "atom",
+    "application/feed+json": "json",
+    "application/json": "json",
+    "application/rdf+xml": "rdf",
+    "application/xml": "xml",
+    "text/xml": "xml",
+}
+_HTML_START = re.compile(
+    rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)\b", re.I | re.S
+)
+
+
+def parse_feed(body: bytes, headers: Mapping[str, str], url: str, now: datetime) -> ParsedFeed:
+    """Parse a fetched document; ``url`` is where it came from (the base for links)."""
+    stripped = body.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not stripped:
+        raise NotAFeedError("not a feed: the document is empty")
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if stripped.startswith(b"{") or (
+        content_type.endswith("json") and not stripped.startswith(b"<")
+    ):
+        return _parse_json_feed(stripped, url, now)
+    if _HTML_START.match(stripped[:4096]):
+        raise NotAFeedError("not a feed: the document is an HTML page")
+    return _parse_xml_feed(body, headers, url, now)
+
+
+def is_html(body: bytes, headers: Mapping[str, str]) -> bool:
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type in {"text/html", "application/xhtml+xml"} or bool(
+        _HTML_START.match(body.lstrip(b"\xef\xbb\xbf")[:4096])
+    )
+
+
+# --- XML feeds (feedparser) -------------------------------------------------
+
+
+def _parse_xml_feed(body: bytes, headers: Mapping[str, str], url: str, now: datetime) -> ParsedFeed:
+    import feedparser
+
+    base = urljoin(url, headers.get("content-location", "")) if url else ""
+    response_headers = {
+        key: value
+        for key, value in headers.items()
+        if key in {"content-type", "content-language", "content-encoding"}
+    }
+    response_headers["content-location"] = base
+    try:
+        # Entries' HTML is never rendered as HTML, so feedparser's sanitiser and
+        # its rewriting of relative URIs inside content are skipped.
+        result = feedparser.parse(
+            io.BytesIO(body),
+            response_headers=response_headers,
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except Exception as exc:  # a third-party parser's failure is the document's fault
+        raise ParseError(f"cannot parse the feed: {type(exc).__name__}") from exc
+    version = result.get("version") or ""
+    entries = result.get("entries") or []
+    feed = result.get("feed") or {}
+    if not version and not entries:
+        problem = result.get("bozo_exception")
+        detail = f" ({_describe(problem)})" if problem is not None else ""
+        raise NotAFeedError(f"not a feed: no RSS, Atom or JSON Feed document found{detail}")
+    warnings: tuple[str, ...] = ()
+    if result.get("bozo"):
+        warnings = (_describe(result.get("bozo_exception")),)
+    stories = _unique(_xml_story(entry, base, now) for entry in entries)
+    ttl = _ttl_seconds(feed.get("ttl"))
+    return ParsedFeed(
+        title=_title(feed.get("title_detail"), feed.get("title", "")),
+        site_url=_absolute(base, feed.get("link", "")),
+        stories=stories,
+        ttl_seconds=ttl,
+        format=version,
+        warnings=warnings,
+    )
+
+
+def _describe(problem: object) -> str:
+    text = clean_line(str(problem))[:200]
+    return text or type(problem).__name__
+
+
+def _title(detail: Any, fallback: Any) -> str:
+    value = detail.get("value", "") if isinstance(detail, Mapping) else fallback
+    if not isinstance(value, str):
+        return ""
+    kind = detail.get("type", "") if isinstance(detail, Mapping) else ""
+    return html_to_line(value) if "html" in str(kind) else clean_line(value)
+
+
+def _absolute(base: str, link: Any) -> str:
+    if not isinstance(link, str) or not link.strip():
+        return ""
+    try:
+        return clean_line(urljoin(base, link.strip()))
+    except ValueError:
+        return clean_line(link)
+
+
+def _xml_story(entry: Mapping[str, Any], base: str, now: datetime) -> ParsedStory:
+    link = _absolute(base, entry.get("link", ""))
+    contents = entry.get("content") or []
+    content = ""
+    for part in contents:
+        if isinstance(part, Mapping) and isinstance(part.get("value"), str):
+            content = part["value"]
+            if "html" in str(part.get("type", "")):
+                break
+    summary = entry.get("summary", "")
+    if not isinstance(summary, str) or summary == content:
+        summary = ""  # feedparser copies content into summary; keep one copy
+    title = _title(entry.get("title_detail"), entry.get("title", ""))
+    author = entry.get("author", "")
+    published, flag = _date(entry.get("published_parsed") or entry.get("updated_parsed"), now)
+    key = entry.get("id", "")
+    return _story(
+        key=key if isinstance(key, str) else "",
+        title=title,
+        link=link,
+        author=clean_line(author) if isinstance(author, str) else "",
+        summary=clean_text(summary).strip(),
+        content=clean_text(content).strip(),
+        published=published,
+        flag=flag,
+    )
+
+
+def _date(value: Any, now: datetime) -> tuple[datetime | None, DateFlag]:
+    """A feedparser ``struct_time`` (always UTC) as a datetime and its flag."""
+    if value is None:
+        return None, DateFlag.MISSING
+    try:
+        when = datetime.fromtimestamp(calendar.timegm(value), UTC)
+    except (OverflowError, ValueError, OSError, TypeError):
+        return None, DateFlag.MISSING
+    return _clamp(when, now)
+
+
+def _clamp(when: datetime, now: datetime) -> tuple[datetime, DateFlag]:
+    if when > now:
+        return now, DateFlag.FUTURE
+    return when, DateFlag.OK
+
+
+def _ttl_seconds(value: Any) -> int | None:
+    """RSS 2.0 ``<ttl>`` is in minutes."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip()) * 60
+    return None
+
+
+def _story(
+    *,
+    key: str,
+    title: str,
+    link: str,
+    author: str,
+    summary: str,
+    content: str,
+    published: datetime | None,
+    flag: DateFlag,
+) -> ParsedStory:
+    key = clean_line(key) or link
+    if not key:
+        digest = hashlib.sha256(f"{title}\0{summary}\0{content}".encode()).hexdigest()
+        key = f"sha256:{digest}"
+    elif len(key) > MAX_KEY:
+        key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return ParsedStory(
+        key=key,
+        title=title,
+        link=link,
+        author=author,
+        summary=summary,
+        content=content,
+        published=published,
+        date_flag=flag,
+    )
+
+
+def _unique(stories: Any) -> tuple[ParsedStory, ...]:
+    """Drop repeated keys within one document (the first occurrence wins)."""
+    seen: set[str] = set()
+    unique = []
+    for story in stories:
+        if story.key not in seen:
+            seen.add(story.key)
+            unique.append(story)
+    return tuple(unique)
+
+
+# --- JSON Feed (https://jsonfeed.org/version/1.1) ---------------------------
+
+
+def _parse_json_feed(body: bytes, url: str, now: datetime) -> ParsedFeed:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise NotAFeedError("not a feed: invalid JSON") from exc
+    if not isinstance(data, dict) or not str(data.get("version", "")).startswith(
+        ("https://jsonfeed.org/version/", "http://jsonfeed.org/version/")
+    ):
+        raise NotAFeedError("not a feed: a JSON document that is not a JSON Feed")
+    items = data.get("items")
+    if not isinstance(items, list):
+        raise ParseError("invalid JSON Feed: 'items' is not a list")
+    base = _text(data.get("feed_url")) or url
+    stories = _unique(_json_story(item, base, now) for item in items if isinstance(item, dict))
+    return ParsedFeed(
+        title=clean_line(_text(data.get("title"))),
+        site_url=_absolute(base, _text(data.get("home_page_url"))),
+        stories=stories,
+        format="json" + str(data["version"]).rsplit("/", 1)[-1],
+    )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _json_story(item: Mapping[str, Any], base: str, now: datetime) -> ParsedStory:
+    raw_date = _text(item.get("date_published")) or _text(item.get("date_modified"))
+    published, flag = _iso_date(raw_date, now)
+    authors = item.get("authors")
+    author = item.get("author")
+    if isinstance(authors, list) and authors and isinstance(authors[0], dict):
+        author = authors[0]
+    name = _text(author.get("name")) if isinstance(author, dict) else ""
+    content = _text(item.get("content_html")) or _text(item.get("content_text"))
+    key = item.get("id")
+    return _story(
+        key=str(key) if isinstance(key, str | int) and not isinstance(key, bool) else "",
+        title=clean_line(_text(item.get("title"))),
+        link=_absolute(base, _text(item.get("url")) or _text(item.get("external_url"))),
+        author=clean_line(name),
+        summary=clean_text(_text(item.get("summary"))).strip(),
+        content=clean_text(content).strip(),
+        published=published,
+        flag=flag,
+    )
+
+
+def _iso_date(value: str, now: datetime) -> tuple[datetime | None, DateFlag]:
+    if not value:
+        return None, DateFlag.MISSING
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None, DateFlag.MISSING
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return _clamp(when.astimezone(UTC), now)
+
+
+# --- Feed discovery in HTML pages ------------------------------------------
+
+
+class _LinkFinder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base = ""
+        self.links: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "base" and not self.base:
+            self.base = values.get("href", "")
+        elif tag == "link":
+            rel = values.get("rel", "").lower().split()
+            kind = values.get("type", "").split(";")[0].strip().lower()
+            if "alternate" in rel and kind in _FEED_TYPES and values.get("href"):
+                self.links.append((values["href"], kind, values.get("title", "")))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+
+def find_feed_links(body: bytes, headers: Mapping[str, str], url: str) -> list[FeedLink]:
+    """Feeds a page advertises with ``<link rel="alternate" type="...">``, in page order."""
+    charset = "utf-8"
+    match = re.search(r"charset=([\w-]+)", headers.get("content-type", ""))
+    if match:
+        charset = match.group(1)
+    try:
+        text = body.decode(charset, errors="replace")
+    except LookupError:
+        text = body.decode("utf-8", errors="replace")
+    finder = _LinkFinder()
+    finder.feed(text)
+    finder.close()
+    base = urljoin(url, finder.base) if finder.base else url
+    found: list[FeedLink] = []
+    for href, kind, title in finder.links:
+        link = FeedLink(url=_absolute(base, href), type=kind, title=clean_line(title))
+        if link.url and link.url not in {f.url for f in found}:
+            found.append(link)
+    return found

@@ -1,0 +1,281 @@
+"""Building what storyfeed prints: rich renderables, plain lines and JSON.
+
+Pure functions of models; the CLI owns the consoles and prints. Every string
+that came from a feed enters rich as a ``Text`` object, never as markup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from storyfeed.models import (
+    DateFlag,
+    Feed,
+    FeedStatus,
+    RefreshOutcome,
+    RefreshResult,
+    Story,
+    StoryState,
+)
+from storyfeed.text import redact_url
+
+_STATE_CELLS = {
+    StoryState.NEW: Text("NEW", style="bold green"),
+    StoryState.UNREAD: Text("●", style="cyan"),
+    StoryState.READ: Text(""),
+}
+
+
+def iso(when: datetime | None) -> str:
+    """ISO 8601 in UTC with a Z, or an empty string."""
+    if when is None:
+        return ""
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _iso_or_none(when: datetime | None) -> str | None:
+    return iso(when) or None
+
+
+def short_date(when: datetime | None, now: datetime) -> str:
+    """A date for a table: relative when recent, else short, in local time."""
+    if when is None:
+        return ""
+    seconds = (now - when).total_seconds()
+    if -60 < seconds < 60:
+        return "just now"
+    if 0 < seconds < 3600:
+        return f"{int(seconds // 60)}m ago"
+    if 0 < seconds < 86400:
+        return f"{int(seconds // 3600)}h ago"
+    if -3600 < seconds < 0:
+        return f"in {int(-seconds // 60)}m"
+    if -86400 < seconds < 0:
+        return f"in {int(-seconds // 3600)}h"
+    local = when.astimezone()
+    if local.year == now.astimezone().year:
+        return f"{local:%b} {local.day:02d}"
+    return f"{local:%Y-%m-%d}"
+
+
+# --- stories ---------------------------------------------------------------------
+
+
+def story_table(
+    stories: Sequence[Story], now: datetime, *, show_feed: bool, width: int = 80
+) -> Table:
+    """Newest first; titles are cut to fit ``width`` so the other columns never shrink."""
+    rows = []
+    for story in stories:
+        date = short_date(story.date, now)
+        if story.date_flag is not DateFlag.OK:
+            date = "~" + date
+        rows.append((str(story.id), date, story))
+    id_width = max([len(row[0]) for row in rows] + [1])
+    date_width = max([len(row[1]) for row in rows] + [4])
+    feed_width = min(max([len(s.feed_title) for s in stories] + [4]), 20) if show_feed else 0
+    gaps = 2 * (4 if show_feed else 3)
+    title_width = max(10, width - id_width - 3 - date_width - feed_width - gaps)
+    table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
+    table.add_column("#", justify="right", no_wrap=True, style="bold", width=id_width)
+    table.add_column("●", no_wrap=True, width=3)
+    table.add_column("Date", no_wrap=True, width=date_width)
+    if show_feed:
+        table.add_column("Feed", no_wrap=True, overflow="ellipsis", width=feed_width)
+    table.add_column("Title", no_wrap=True, overflow="ellipsis", max_width=title_width)
+    for story_id, date, story in rows:
+        cells: list[RenderableType] = [story_id, _STATE_CELLS[story.state], date]
+        if show_feed:
+            cells.append(Text(story.feed_title, overflow="ellipsis", no_wrap=True))
+        cells.append(Text(story.title or "(untitled)", overflow="ellipsis", no_wrap=True))
+        table.add_row(*cells, style="dim" if story.read else None)
+    return table
+
+
+def story_lines(stories: Iterable[Story]) -> Iterator[str]:
+    """Tab-separated: id, status, published (ISO UTC or empty), feed, title, link."""
+    for story in stories:
+        yield "\t".join(
+            (
+                str(story.id),
+                story.state.value,
+                iso(story.published),
+                story.feed_title,
+                story.title,
+                story.link,
+            )
+        )
+
+
+def stories_json(stories: Iterable[Story], summary: Callable[[Story], str]) -> str:
+    return _dump(
+        [
+            {
+                "id": story.id,
+                "feed_id": story.feed_id,
+                "feed": story.feed_title,
+                "title": story.title,
+                "link": story.link,
+                "author": story.author,
+                "published": _iso_or_none(story.published),
+                "first_seen": _iso_or_none(story.first_seen),
+                "new": story.new,
+                "read": story.read,
+                "summary": summary(story),
+            }
+            for story in stories
+        ]
+    )
+
+
+def story_view(story: Story, body: str, now: datetime) -> RenderableType:
+    """The ``read`` screen: a header, the link, then the text."""
+    meta = Text(style="dim")
+    meta.append(story.feed_title)
+    if story.published:
+        meta.append(f" · {story.published.astimezone():%Y-%m-%d %H:%M}")
+    else:
+        meta.append(f" · first seen {short_date(story.first_seen, now)}")
+    if story.author:
+        meta.append(" · ")
+        meta.append(story.author)
+    parts: list[RenderableType] = [
+        Text(story.title or "(untitled)", style="bold"),
+        meta,
+    ]
+    if story.link:
+        parts.append(Text(story.link, style="underline blue"))
+    parts.append(Text(""))
+    parts.append(Text(body or "(this story has no text; open the link to read it)"))
+    return Group(*parts)
+
+
+def story_plain(story: Story, body: str) -> str:
+    """The ``read`` screen for a pipe: header lines, a blank line, the text."""
+    lines = [
+        f"Title: {story.title}",
+        f"Feed: {story.feed_title}",
+        f"Date: {iso(story.date)}",
+    ]
+    if story.author:
+        lines.append(f"Author: {story.author}")
+    lines.append(f"Link: {story.link}")
+    return "\n".join([*lines, "", body])
+
+
+# --- feeds ---------------------------------------------------------------------
+
+
+def feed_health(feed: Feed) -> str:
+    if feed.status is not FeedStatus.ACTIVE:
+        return feed.status.value
+    if feed.error_count:
+        return "failing"
+    return "ok" if feed.last_success_at else "pending"
+
+
+def feed_table(feeds: Sequence[Feed], now: datetime) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("#", justify="right", no_wrap=True, style="bold")
+    table.add_column("Feed", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Stories", justify="right", no_wrap=True)
+    table.add_column("Unread", justify="right", no_wrap=True)
+    table.add_column("Updated", no_wrap=True)
+    table.add_column("Next", no_wrap=True)
+    table.add_column("URL / last error", overflow="fold", ratio=1)
+    styles = {"ok": "green", "failing": "red", "gone": "red", "paused": "yellow"}
+    for feed in feeds:
+        health = feed_health(feed)
+        detail = Text(redact_url(feed.url))
+        if feed.last_error:
+            detail.append("\n")
+            detail.append(feed.last_error, style="red")
+        table.add_row(
+            str(feed.id),
+            Text(feed.title),
+            Text(health, style=styles.get(health, "")),
+            str(feed.story_count),
+            str(feed.unread_count),
+            short_date(feed.last_success_at, now) or "never",
+            short_date(feed.next_fetch_at, now) if feed.status is FeedStatus.ACTIVE else "-",
+            detail,
+        )
+    return table
+
+
+def feed_lines(feeds: Iterable[Feed]) -> Iterator[str]:
+    """Tab-separated: id, status, stories, unread, last success, next fetch, title, url, error."""
+    for feed in feeds:
+        yield "\t".join(
+            (
+                str(feed.id),
+                feed_health(feed),
+                str(feed.story_count),
+                str(feed.unread_count),
+                iso(feed.last_success_at),
+                iso(feed.next_fetch_at),
+                feed.title,
+                redact_url(feed.url),
+                feed.last_error,
+            )
+        )
+
+
+def feeds_json(feeds: Iterable[Feed]) -> str:
+    return _dump(
+        [
+            {
+                "id": feed.id,
+                "title": feed.title,
+                "url": redact_url(feed.url),
+                "site_url": feed.site_url or None,
+                "status": feed_health(feed),
+                "last_success": _iso_or_none(feed.last_success_at),
+                "last_error": feed.last_error or None,
+                "last_error_at": _iso_or_none(feed.last_error_at),
+                "error_count": feed.error_count,
+                "next_fetch": _iso_or_none(feed.next_fetch_at),
+                "stories": feed.story_count,
+                "unread": feed.unread_count,
+                "new": feed.new_count,
+            }
+            for feed in feeds
+        ]
+    )
+
+
+# --- refresh -------------------------------------------------------------------
+
+
+def refresh_line(result: RefreshResult) -> Text | None:
+    """One line for a feed that changed or failed; None when there is nothing to say."""
+    line = Text()
+    line.append(result.feed.title, style="bold")
+    line.append(": ")
+    if result.outcome is RefreshOutcome.ERROR:
+        line.append(result.error, style="red")
+    elif result.outcome is RefreshOutcome.GONE:
+        line.append("retired (HTTP 410 Gone)", style="red")
+    elif result.new or result.updated:
+        counts = [f"{result.new} new"] if result.new else []
+        counts += [f"{result.updated} updated"] if result.updated else []
+        line.append(", ".join(counts), style="green")
+    elif not result.moved_to:
+        return None
+    else:
+        line.append("no new stories")
+    if result.moved_to:
+        line.append(f" (moved permanently to {result.moved_to})", style="yellow")
+    return line
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2)

@@ -1,0 +1,509 @@
+"""The SQLite cache; the only module that uses sqlite3.
+
+WAL mode, a busy timeout and foreign keys on every connection; the schema
+version lives in ``PRAGMA user_version`` and migrations run in order, each in
+the same transaction as the version bump. A database newer than this code is
+refused and never touched. Writes take ``BEGIN IMMEDIATE`` so two processes
+never deadlock upgrading a read lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from storyfeed.errors import (
+    DatabaseBusyError,
+    DatabaseCorruptError,
+    DatabaseTooNewError,
+    DuplicateFeedError,
+    StoreError,
+)
+from storyfeed.models import DateFlag, Feed, FeedStatus, FeedUpdate, ParsedStory, Story
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: feeds and stories
+    """
+    CREATE TABLE feeds (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL UNIQUE,
+        feed_title TEXT NOT NULL DEFAULT '',
+        user_title TEXT NOT NULL DEFAULT '',
+        site_url TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'active',
+        added_at INTEGER NOT NULL,
+        etag TEXT NOT NULL DEFAULT '',
+        last_modified TEXT NOT NULL DEFAULT '',
+        body_hash TEXT NOT NULL DEFAULT '',
+        last_fetch_at INTEGER,
+        last_success_at INTEGER,
+        last_error TEXT NOT NULL DEFAULT '',
+        last_error_at INTEGER,
+        error_count INTEGER NOT NULL DEFAULT 0,
+        next_fetch_at INTEGER,
+        retry_after INTEGER
+    );
+    CREATE TABLE stories (
+        id INTEGER PRIMARY KEY,
+        feed_id INTEGER NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        title TEXT NOT NULL,
+        link TEXT NOT NULL,
+        author TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        content TEXT NOT NULL,
+        published_at INTEGER,
+        date_flag TEXT NOT NULL DEFAULT '',
+        first_seen_at INTEGER NOT NULL,
+        sort_at INTEGER NOT NULL,
+        shown_at INTEGER,
+        read_at INTEGER,
+        UNIQUE (feed_id, key)
+    );
+    CREATE INDEX stories_by_date ON stories (sort_at DESC, id DESC);
+    CREATE INDEX stories_by_feed_date ON stories (feed_id, sort_at DESC, id DESC);
+    CREATE INDEX stories_unread_by_date ON stories (sort_at DESC, id DESC)
+        WHERE read_at IS NULL;
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _ts(when: datetime | None) -> int | None:
+    return None if when is None else int(when.timestamp())
+
+
+def _dt(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
+    message = str(exc)
+    lowered = message.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return DatabaseBusyError(f"the database {path} is locked by another process; try again")
+    if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        return DatabaseCorruptError(
+            f"the database {path} is corrupt or not a storyfeed database ({message}); "
+            "move it aside to start afresh"
+        )
+    if "full" in lowered:
+        return StoreError(f"cannot write the database {path}: the disk is full")
+    if "readonly" in lowered or "unable to open" in lowered:
+        return StoreError(f"cannot open the database {path} for writing ({message})")
+    return StoreError(f"database error in {path}: {message}")
+
+
+def _translated(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn sqlite3 errors raised by a Store method into StoreError values."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            store = args[0]
+            assert isinstance(store, Store)
+            raise _translate(exc, store.path) from exc
+
+    return wrapper
+
+
+_FEED_COLUMNS = (
+    "f.id, f.url, f.feed_title, f.user_title, f.site_url, f.status, f.added_at, f.etag, "
+    "f.last_modified, f.body_hash, f.last_fetch_at, f.last_success_at, f.last_error, "
+    "f.last_error_at, f.error_count, f.next_fetch_at, f.retry_after"
+)
+_FEED_NAME = "COALESCE(NULLIF(f.user_title, ''), NULLIF(f.feed_title, ''), f.url)"
+
+
+def _feed(row: Sequence[object], counts: Sequence[int] = (0, 0, 0)) -> Feed:
+    (id_, url, feed_title, user_title, site_url, status, added, etag, modified, body_hash,
+     fetched, succeeded, error, errored, error_count, next_fetch, retry) = row  # fmt: skip
+    return Feed(
+        id=int(id_),  # type: ignore[call-overload]
+        url=str(url),
+        feed_title=str(feed_title),
+        user_title=str(user_title),
+        site_url=str(site_url),
+        status=FeedStatus(str(status)),
+        added_at=_dt(added),  # type: ignore[arg-type]
+        etag=str(etag),
+        last_modified=str(modified),
+        body_hash=str(body_hash),
+        last_fetch_at=_dt(fetched),  # type: ignore[arg-type]
+        last_success_at=_dt(succeeded),  # type: ignore[arg-type]
+        last_error=str(error),
+        last_error_at=_dt(errored),  # type: ignore[arg-type]
+        error_count=int(error_count),  # type: ignore[call-overload]
+        next_fetch_at=_dt(next_fetch),  # type: ignore[arg-type]
+        retry_after=_dt(retry),  # type: ignore[arg-type]
+        story_count=counts[0],
+        unread_count=counts[1],
+        new_count=counts[2],
+    )
+
+
+class Store:
+    """An open storyfeed database."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    # --- opening --------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: Path, *, busy_timeout: float = 10.0, seed_urls: Iterable[str] = ()
+    ) -> Store:
+        """Open (creating and migrating if needed) the database at ``path``.
+
+        ``seed_urls`` are subscribed when the database is created, in the same
+        transaction, so a new database never exists without them.
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the data directory {path.parent}: {exc.strerror}"
+            ) from exc
+        try:
+            connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _translate(exc, path) from exc
+        store = cls(connection, path)
+        try:
+            store._prepare(busy_timeout, tuple(seed_urls))
+        except BaseException:
+            connection.close()
+            raise
+        return store
+
+    @_translated
+    def _prepare(self, busy_timeout: float, seed_urls: tuple[str, ...]) -> None:
+        version = self._version()
+        if version > SCHEMA_VERSION:
+            raise DatabaseTooNewError(
+                f"the database {self.path} was written by a newer storyfeed "
+                f"(schema {version}, this one knows {SCHEMA_VERSION}); upgrade storyfeed"
+            )
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        if version < SCHEMA_VERSION:
+            self._migrate(seed_urls)
+
+    def _version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self, seed_urls: tuple[str, ...]) -> None:
+        with self._write():
+            version = self._version()  # another process may have migrated meanwhile
+            if version > SCHEMA_VERSION:
+                raise DatabaseTooNewError(f"the database {self.path} is newer than storyfeed")
+            created = version == 0
+            for number in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
+            if created:
+                now = _ts(datetime.now(UTC))
+                for url in seed_urls:
+                    self._db.execute("INSERT INTO feeds (url, added_at) VALUES (?, ?)", (url, now))
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- feeds ------------------------------------------------------------
+
+    @_translated
+    def feeds(self, *, with_counts: bool = False) -> list[Feed]:
+        query = f"SELECT {_FEED_COLUMNS} FROM feeds f ORDER BY f.id"  # noqa: S608
+        rows = self._db.execute(query).fetchall()
+        if not with_counts:
+            return [_feed(row) for row in rows]
+        counts = {
+            feed_id: (total, unread, new)
+            for feed_id, total, unread, new in self._db.execute(
+                "SELECT feed_id, COUNT(*), COUNT(*) - COUNT(read_at), "
+                "SUM(shown_at IS NULL AND read_at IS NULL) FROM stories GROUP BY feed_id"
+            )
+        }
+        return [_feed(row, counts.get(row[0], (0, 0, 0))) for row in rows]
+
+    @_translated
+    def feed(self, feed_id: int) -> Feed | None:
+        query = f"SELECT {_FEED_COLUMNS} FROM feeds f WHERE f.id = ?"  # noqa: S608
+        found = self._db.execute(query, (feed_id,)).fetchone()
+        return _feed(found) if found else None
+
+    @_translated
+    def add_feed(self, url: str, *, user_title: str = "", now: datetime) -> Feed:
+        with self._write():
+            try:
+                cursor = self._db.execute(
+                    "INSERT INTO feeds (url, user_title, added_at) VALUES (?, ?, ?)",
+                    (url, user_title, _ts(now)),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateFeedError("already subscribed to that feed") from exc
+        feed = self.feed(int(cursor.lastrowid or 0))
+        assert feed is not None
+        return feed
+
+    @_translated
+    def remove_feed(self, feed_id: int) -> int:
+        """Delete the feed and its stories; return how many stories went."""
+        with self._write():
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM stories WHERE feed_id = ?", (feed_id,)
+            ).fetchone()
+            self._db.execute("DELETE FROM feeds WHERE id = ?", (feed_id,))
+        return int(count)
+
+    @_translated
+    def apply_update(self, update: FeedUpdate) -> tuple[int, int]:
+        """Write one feed's fetch outcome and stories in one transaction.
+
+        Returns (new stories, changed stories). Existing stories keep their
+        read and NEW state; only their text changes.
+        """
+        with self._write():
+            new, changed = self._upsert_stories(update.feed_id, update.stories, update.fetched_at)
+            self._update_feed(update)
+        return new, changed
+
+    def _upsert_stories(
+        self, feed_id: int, stories: Sequence[ParsedStory], now: datetime
+    ) -> tuple[int, int]:
+        if not stories:
+            return 0, 0
+        known = {
+            key
+            for (key,) in self._db.execute("SELECT key FROM stories WHERE feed_id = ?", (feed_id,))
+        }
+        seen = _ts(now)
+        fresh = [s for s in stories if s.key not in known]
+        # Reversed, so that among stories with the same date the feed's first
+        # (usually its newest) gets the highest id and is listed first.
+        self._db.executemany(
+            "INSERT INTO stories (feed_id, key, title, link, author, summary, content, "
+            "published_at, date_flag, first_seen_at, sort_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    feed_id, s.key, s.title, s.link, s.author, s.summary, s.content,
+                    _ts(s.published), s.date_flag.value, seen, _ts(s.published) or seen,
+                )
+                for s in reversed(fresh)
+            ],
+        )  # fmt: skip
+        old = [s for s in stories if s.key in known]
+        cursor = self._db.executemany(
+            "UPDATE stories SET title = ?, link = ?, author = ?, summary = ?, content = ?, "
+            "published_at = COALESCE(?, published_at), "
+            "date_flag = CASE WHEN ? IS NULL THEN date_flag ELSE ? END, "
+            "sort_at = COALESCE(?, sort_at) "
+            "WHERE feed_id = ? AND key = ? AND (title IS NOT ? OR link IS NOT ? OR "
+            "author IS NOT ? OR summary IS NOT ? OR content IS NOT ?)",
+            [
+                (
+                    s.title, s.link, s.author, s.summary, s.content, _ts(s.published),
+                    _ts(s.published), s.date_flag.value, _ts(s.published), feed_id, s.key,
+                    s.title, s.link, s.author, s.summary, s.content,
+                )
+                for s in old
+            ],
+        )  # fmt: skip
+        return len(fresh), max(cursor.rowcount, 0) if old else 0
+
+    def _update_feed(self, update: FeedUpdate) -> None:
+        fields: dict[str, object] = {
+            "last_fetch_at": _ts(update.fetched_at),
+            "next_fetch_at": _ts(update.next_fetch_at),
+            "error_count": update.error_count,
+            "retry_after": _ts(update.retry_after),
+        }
+        if update.success:
+            fields["last_success_at"] = _ts(update.fetched_at)
+            fields["last_error"] = ""
+        else:
+            fields["last_error"] = update.error
+            fields["last_error_at"] = _ts(update.fetched_at)
+        optional = {
+            "status": update.status.value if update.status else None,
+            "feed_title": update.feed_title,
+            "site_url": update.site_url,
+            "etag": update.etag,
+            "last_modified": update.last_modified,
+            "body_hash": update.body_hash,
+        }
+        fields.update({k: v for k, v in optional.items() if v is not None})
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._db.execute(
+            f"UPDATE feeds SET {assignments} WHERE id = ?",  # noqa: S608 (names are ours)
+            (*fields.values(), update.feed_id),
+        )
+        if update.url:
+            # A permanent redirect to a URL another subscription already has
+            # is left alone rather than merging two feeds.
+            self._db.execute(
+                "UPDATE OR IGNORE feeds SET url = ? WHERE id = ?", (update.url, update.feed_id)
+            )
+
+    @_translated
+    def set_feed_status(self, feed_id: int, status: FeedStatus) -> None:
+        with self._write():
+            self._db.execute("UPDATE feeds SET status = ? WHERE id = ?", (status.value, feed_id))
+
+    # --- stories ----------------------------------------------------------
+
+    def _story_query(self, where: str, *, summary: bool = False, content: bool = False) -> str:
+        return (
+            f"SELECT s.id, s.feed_id, {_FEED_NAME}, s.title, s.link, s.author, "  # noqa: S608
+            f"{'s.summary' if summary or content else chr(39) * 2}, "
+            f"{'s.content' if content else chr(39) * 2}, s.published_at, s.first_seen_at, "
+            "s.shown_at IS NULL, s.read_at IS NOT NULL, s.date_flag "
+            f"FROM stories s JOIN feeds f ON f.id = s.feed_id {where}"
+        )
+
+    @staticmethod
+    def _story(row: Sequence[object]) -> Story:
+        (id_, feed_id, feed_title, title, link, author, summary, content, published, first_seen,
+         new, read, flag) = row  # fmt: skip
+        return Story(
+            id=int(id_),  # type: ignore[call-overload]
+            feed_id=int(feed_id),  # type: ignore[call-overload]
+            feed_title=str(feed_title),
+            title=str(title),
+            link=str(link),
+            author=str(author),
+            summary=str(summary),
+            content=str(content),
+            published=_dt(published),  # type: ignore[arg-type]
+            first_seen=_dt(first_seen),  # type: ignore[arg-type]
+            new=bool(new),
+            read=bool(read),
+            date_flag=DateFlag(str(flag)),
+        )
+
+    @_translated
+    def stories(
+        self,
+        *,
+        feed_id: int | None = None,
+        unread: bool = False,
+        limit: int | None = None,
+        summary: bool = False,
+    ) -> list[Story]:
+        """Newest first: by published date (first-seen when there is none), then id."""
+        clauses, params = [], []
+        if feed_id is not None:
+            clauses.append("s.feed_id = ?")
+            params.append(feed_id)
+        if unread:
+            clauses.append("s.read_at IS NULL")
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        where += " ORDER BY s.sort_at DESC, s.id DESC"
+        if limit is not None:
+            where += " LIMIT ?"
+            params.append(limit)
+        query = self._story_query(where, summary=summary)
+        return [self._story(row) for row in self._db.execute(query, params)]
+
+    @_translated
+    def story(self, story_id: int) -> Story | None:
+        query = self._story_query("WHERE s.id = ?", content=True)
+        row = self._db.execute(query, (story_id,)).fetchone()
+        return self._story(row) if row else None
+
+    @_translated
+    def mark_shown(self, story_ids: Sequence[int], now: datetime) -> None:
+        self._set_column("shown_at", story_ids, _ts(now), only_if_null=True)
+
+    @_translated
+    def mark_read(self, story_ids: Sequence[int], now: datetime) -> int:
+        return self._set_column("read_at", story_ids, _ts(now), only_if_null=True, shown=True)
+
+    @_translated
+    def mark_unread(self, story_ids: Sequence[int]) -> int:
+        return self._set_column("read_at", story_ids, None)
+
+    @_translated
+    def mark_all(self, *, read: bool, now: datetime, feed_id: int | None = None) -> int:
+        """Mark every story (of one feed, if given) read or unread; return how many changed."""
+        scope = "" if feed_id is None else " AND feed_id = ?"
+        params: tuple[object, ...] = () if feed_id is None else (feed_id,)
+        with self._write():
+            if read:
+                cursor = self._db.execute(
+                    "UPDATE stories SET read_at = ?, shown_at = COALESCE(shown_at, ?) "  # noqa: S608
+                    f"WHERE read_at IS NULL{scope}",
+                    (_ts(now), _ts(now), *params),
+                )
+            else:
+                cursor = self._db.execute(
+                    f"UPDATE stories SET read_at = NULL WHERE read_at IS NOT NULL{scope}",  # noqa: S608
+                    params,
+                )
+        return cursor.rowcount
+
+    @_translated
+    def existing_story_ids(self, story_ids: Sequence[int]) -> set[int]:
+        found: set[int] = set()
+        for chunk in _chunks(story_ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT id FROM stories WHERE id IN ({marks})", chunk)  # noqa: S608
+            found.update(row[0] for row in rows)
+        return found
+
+    def _set_column(
+        self,
+        column: str,
+        story_ids: Sequence[int],
+        value: int | None,
+        *,
+        only_if_null: bool = False,
+        shown: bool = False,
+    ) -> int:
+        changed = 0
+        extra = ", shown_at = COALESCE(shown_at, ?)" if shown else ""
+        condition = f" AND {column} IS NULL" if only_if_null else f" AND {column} IS NOT NULL"
+        with self._write():
+            for chunk in _chunks(story_ids):
+                marks = ",".join("?" * len(chunk))
+                params: list[object] = [value, *([value] if shown else []), *chunk]
+                cursor = self._db.execute(
+                    f"UPDATE stories SET {column} = ?{extra} "  # noqa: S608
+                    f"WHERE id IN ({marks}){condition}",
+                    params,
+                )
+                changed += cursor.rowcount
+        return changed
+
+
+def _chunks(values: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

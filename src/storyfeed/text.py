@@ -1,0 +1,148 @@
+"""Turning hostile feed text into safe plain text; stdlib only.
+
+Everything a feed supplies passes through :func:`clean_text` (or
+:func:`clean_line` for one-line fields) before it is stored, so nothing
+downstream ever sees a terminal control sequence.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+from urllib.parse import urlsplit, urlunsplit
+
+# ESC-introduced sequences (ECMA-48): CSI, OSC/DCS/SOS/PM/APC strings, and
+# two-character escapes; plus their 8-bit C1 forms.
+_ESCAPES = re.compile(
+    r"""
+    (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?               # CSI ... final byte
+  | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])          # OSC, DCS, SOS, PM, APC
+    [^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?            #   ... up to BEL or ST
+  | \x1b[ -/]*[0-~]?                                 # other escapes
+    """,
+    re.VERBOSE,
+)
+# C0 (but tab and newline), DEL, C1, bidi embeddings/overrides/isolates and
+# marks, and invisible characters that can hide text (zero-width space, word
+# joiner, BOM). ZWJ/ZWNJ stay: emoji and several scripts need them.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb]"
+)
+_LINE_BREAKS = re.compile(r"\r\n?|[\u2028\u2029\x85]")
+_SPACES = re.compile(r"\s+")
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
+
+
+def clean_text(value: str) -> str:
+    """Remove escape sequences and control/bidi characters; keep newlines and tabs."""
+    value = _LINE_BREAKS.sub("\n", value)
+    value = _ESCAPES.sub("", value)
+    return _INVISIBLE.sub("", value)
+
+
+def clean_line(value: str) -> str:
+    """:func:`clean_text`, then fold all whitespace into single spaces."""
+    return _SPACES.sub(" ", clean_text(value)).strip()
+
+
+_BLOCK_TAGS = frozenset(
+    {
+        *("address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt"),
+        *("figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6"),
+        *("header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table"),
+        *("tbody", "td", "tfoot", "th", "thead", "tr", "ul"),
+    }
+)
+_SKIP_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "svg"})
+
+
+class _TextExtractor(HTMLParser):
+    """Collects the readable text of an HTML fragment."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+        self._pre = 0
+        self._links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip += 1
+        elif tag == "pre":
+            self._pre += 1
+            self.parts.append("\n\n")
+        elif tag == "li":
+            self.parts.append("\n  • ")
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n\n" if tag in {"p", "blockquote", "h1", "h2", "h3"} else "\n")
+        elif tag == "img":
+            alt = dict(attrs).get("alt")
+            if alt:
+                self.parts.append(f"[image: {alt}]")
+        elif tag == "a":
+            self._links.append(dict(attrs).get("href") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip = max(0, self._skip - 1)
+        elif tag == "pre":
+            self._pre = max(0, self._pre - 1)
+            self.parts.append("\n\n")
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+        elif tag == "a" and self._links:
+            href = self._links.pop()
+            if href.startswith(("http://", "https://")):
+                self.parts.append(f" <{href}>")
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        self.parts.append(data if self._pre else _SPACES.sub(" ", data))
+
+
+def html_to_text(value: str) -> str:
+    """Readable plain text from an HTML fragment (or from plain text)."""
+    if "<" not in value and "&" not in value:
+        return clean_text(value).strip()
+    parser = _TextExtractor()
+    parser.feed(value)
+    parser.close()
+    text = clean_text("".join(parser.parts))
+    lines = [line.rstrip() for line in text.split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def html_to_line(value: str) -> str:
+    """One line of plain text from a title that may hold HTML or entities."""
+    if "<" in value:
+        return clean_line(html_to_text(value))
+    return clean_line(html.unescape(value))
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for messages and listings)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("@")[-1] if "@" in url else url
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}:***@{host}" if user else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def is_web_url(url: str) -> bool:
+    """True for an absolute http(s) URL with a host: the only links storyfeed opens."""
+    if not url or url != url.strip() or any(c.isspace() or ord(c) < 32 for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
