@@ -272,7 +272,8 @@ def add_command(
     """Subscribe to a feed (a web page is searched for its feed links)."""
     subscription = core.add_feed(_app(ctx), url, title=title, cwd=Path.cwd())
     feed = subscription.feed
-    sys.stdout.write(f"Subscribed to {feed.title} (feed {feed.id}): {subscription.new} {"story" if subscription.new == 1 else "stories"}.\n")
+    noun = "story" if subscription.new == 1 else "stories"
+    sys.stdout.write(f"Subscribed to {feed.title} (feed {feed.id}): {subscription.new} {noun}.\n")
     for link in subscription.other_links:
         sys.stdout.write(f"  The page also offers: {link.url} ({link.title or link.type})\n")
 

@@ -87,7 +87,7 @@ def load_settings(path: Path) -> Settings:
     """Read ``config.toml``; a missing file means every default."""
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return Settings()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc

@@ -1,0 +1,440 @@
+"""End to end: the CLI against feeds served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from conftest import DATA, Result
+
+Run = Callable[..., Result]
+BLOG = (DATA / "blog.rss").read_bytes()
+BLOG_NEWEST_FIRST = json.loads((DATA / "blog.expected.json").read_text())["newest_first"]
+
+
+class FeedSite:
+    """Serves documents with ETag/Last-Modified and answers conditional GETs with 304."""
+
+    def __init__(self, server: HTTPServer) -> None:
+        self.server = server
+        self.requests: list[Request] = []
+
+    def serve(
+        self,
+        path: str,
+        body: bytes,
+        *,
+        content_type: str = "application/rss+xml",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        etag = f'"{abs(hash(body))}"'
+
+        def handler(request: Request) -> Response:
+            self.requests.append(request)
+            if status == 200 and request.headers.get("If-None-Match") == etag:
+                return Response(status=304, headers={"ETag": etag})
+            extra = {"ETag": etag, "Last-Modified": "Wed, 27 May 2026 00:00:00 GMT"}
+            return Response(
+                body, status=status, content_type=content_type, headers={**extra, **(headers or {})}
+            )
+
+        self.server.expect_request(path).respond_with_handler(handler)
+        return self.server.url_for(path)
+
+    def hits(self, path: str) -> list[Request]:
+        return [r for r in self.requests if r.path == path]
+
+
+@pytest.fixture
+def site(httpserver: HTTPServer) -> FeedSite:
+    return FeedSite(httpserver)
+
+
+def lines(result: Result) -> list[list[str]]:
+    return [line.split("\t") for line in result.out.splitlines()]
+
+
+def assert_one_error(result: Result, *fragments: str) -> None:
+    assert result.code == 1, result
+    assert result.out == ""
+    err_lines = result.err.strip().splitlines()
+    assert len(err_lines) == 1, result.err
+    assert err_lines[0].startswith("storyfeed: error: ")
+    assert "Traceback" not in result.err
+    for fragment in fragments:
+        assert fragment in err_lines[0]
+
+
+def test_first_run_add_list_open_read_mark_feeds_remove(run: Run, site: FeedSite) -> None:
+    url = site.serve("/blog.xml", BLOG)
+
+    added = run("add", url)
+    assert added.code == 0, added
+    assert "Subscribed to Test Blog" in added.out
+    assert "8 stories" in added.out
+
+    first = run("list")
+    assert first.code == 0, first
+    rows = lines(first)
+    assert [row[4] for row in rows] == BLOG_NEWEST_FIRST  # date order, not document order
+    assert {row[1] for row in rows} == {"new"}
+    assert all(len(row) == 6 for row in rows)
+    assert rows[0][2] == "2026-05-27T00:00:00Z"
+    assert rows[0][3] == "Test Blog"
+    assert rows[0][5] == "https://blog.example/posts/07/"
+
+    before = len(site.hits("/blog.xml"))
+    second = run("list")
+    assert {row[1] for row in lines(second)} == {"unread"}  # shown once: no longer NEW
+    assert len(site.hits("/blog.xml")) == before  # within the interval: no request
+
+    newest_id = rows[0][0]
+    opened = run("open", "--print")  # no id: the newest unread story
+    assert opened.code == 0, opened
+    assert opened.out == "https://blog.example/posts/07/\n"
+    status = {row[0]: row[1] for row in lines(run("list", "--offline"))}
+    assert status[newest_id] == "read"
+
+    refreshed = run("refresh", "--force")
+    assert refreshed.code == 0, refreshed
+    last = site.hits("/blog.xml")[-1]
+    assert last.headers.get("If-None-Match")
+    assert last.headers.get("If-Modified-Since") == "Wed, 27 May 2026 00:00:00 GMT"
+
+    two = next(row[0] for row in rows if row[4] == "Post Two")
+    shown = run("read", two)
+    assert shown.code == 0, shown
+    assert "Title: Post Two" in shown.out
+    assert "Feed: Test Blog" in shown.out
+    assert "Link: https://blog.example/posts/02/" in shown.out
+    assert "Two ways to split a matrix." in shown.out  # HTML converted, not raw
+    assert "<b>" not in shown.out
+
+    assert run("mark", "unread", newest_id, two).code == 0
+    unread = lines(run("list", "--offline", "--unread"))
+    assert len(unread) == 8
+    assert run("mark", "read", "--all").code == 0
+    assert lines(run("list", "--offline", "--unread")) == []
+    assert run("mark", "unread", "--feed", "test blog").code == 0
+    assert len(lines(run("list", "--offline", "--unread"))) == 8
+
+    feeds = json.loads(run("feeds", "--json").out)
+    assert len(feeds) == 1
+    assert feeds[0]["title"] == "Test Blog"
+    assert feeds[0]["url"] == url
+    assert feeds[0]["status"] == "ok"
+    assert feeds[0]["stories"] == 8
+    assert feeds[0]["unread"] == 8
+    assert feeds[0]["last_success"] and feeds[0]["next_fetch"]
+    assert feeds[0]["last_error"] is None
+
+    removed = run("remove", "blog")
+    assert removed.code == 0
+    assert "8 stories" in removed.out
+    assert run("list", "--offline").out == ""
+    assert json.loads(run("feeds", "--json").out) == []
+
+
+def test_json_listing_has_the_documented_fields(run: Run, site: FeedSite) -> None:
+    run("add", site.serve("/blog.xml", BLOG))
+    stories = json.loads(run("list", "--json", "--limit", "3").out)
+    assert len(stories) == 3
+    assert list(stories[0]) == [
+        "id", "feed_id", "feed", "title", "link", "author", "published", "first_seen",
+        "new", "read", "summary",
+    ]  # fmt: skip
+    assert stories[0]["published"] == "2026-05-27T00:00:00Z"
+    assert stories[0]["new"] is True
+    assert stories[0]["read"] is False
+    assert stories[0]["summary"] == "Experts."
+    again = json.loads(run("list", "--json", "--limit", "3").out)
+    assert [s["new"] for s in again] == [False, False, False]
+
+
+def test_open_uses_the_browser_and_marks_read(
+    run: Run, site: FeedSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("add", site.serve("/blog.xml", BLOG))
+    record = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s" "$1" > {record}\n')
+    browser.chmod(0o755)
+    monkeypatch.setenv("BROWSER", f"{browser} %s")
+    story_id = lines(run("list"))[2][0]
+    result = run("open", story_id)
+    assert result.code == 0, result
+    assert record.read_text() == "https://blog.example/posts/05/"
+    assert result.out == ""
+    assert {row[0]: row[1] for row in lines(run("list", "--offline"))}[story_id] == "read"
+
+
+def test_open_without_a_browser_prints_the_link(run: Run, site: FeedSite) -> None:
+    run("add", site.serve("/blog.xml", BLOG))
+    story_id = lines(run("list"))[0][0]
+    result = run("open", story_id)  # BROWSER=false in tests: the browser "fails"
+    assert result.code == 0
+    assert result.out == "https://blog.example/posts/07/\n"
+    assert "no browser" in result.err
+
+
+def test_open_refuses_links_that_are_not_http(run: Run, site: FeedSite) -> None:
+    feed = BLOG.replace(b"https://blog.example/posts/07/", b"javascript:alert(1)")
+    run("add", site.serve("/blog.xml", feed))
+    story_id = lines(run("list"))[0][0]
+    result = run("open", "--print", story_id)
+    assert_one_error(result, "no http(s) link")
+    assert {row[0]: row[1] for row in lines(run("list", "--offline"))}[story_id] != "read"
+
+
+def test_bare_command_runs_list(run: Run, site: FeedSite) -> None:
+    run("add", site.serve("/blog.xml", BLOG))
+    result = run()
+    assert result.code == 0
+    assert len(lines(result)) == 8
+
+
+def test_list_filters(run: Run, site: FeedSite) -> None:
+    run("add", site.serve("/blog.xml", BLOG))
+    atom = (DATA / "blog.rss").read_bytes().replace(b"Test Blog", b"Other Blog")
+    atom = atom.replace(b"blog.example", b"other.example")
+    run("add", site.serve("/other.xml", atom))
+    assert len(lines(run("list", "--offline", "--limit", "5"))) == 5
+    assert len(lines(run("list", "--offline"))) == 16
+    only = lines(run("list", "--offline", "other"))
+    assert len(only) == 8
+    assert {row[3] for row in only} == {"Other Blog"}
+    ambiguous = run("list", "--offline", "blog")
+    assert_one_error(ambiguous, "matches 2 feeds")
+
+
+def test_failed_feed_does_not_stop_the_listing(run: Run, site: FeedSite) -> None:
+    url = site.serve("/blog.xml", BLOG)
+    run("add", url)
+    site.server.clear()  # now every request gets 500 from pytest-httpserver
+    site.server.expect_request("/blog.xml").respond_with_data("oops", status=500)
+    assert run("refresh", "--force").code == 1
+    result = run("list", "--offline")
+    assert len(lines(result)) == 8
+    home_db = sqlite3.connect(Path(os.environ["STORYFEED_HOME"]) / "storyfeed.db")
+    home_db.execute("UPDATE feeds SET next_fetch_at = 0")
+    home_db.commit()
+    home_db.close()
+    listed = run("list")
+    assert listed.code == 0
+    assert len(lines(listed)) == 8
+    assert listed.err.strip() == "storyfeed: warning: Test Blog: HTTP 500 INTERNAL SERVER ERROR"
+    feeds = json.loads(run("feeds", "--json").out)
+    assert feeds[0]["status"] == "failing"
+    assert "HTTP 500" in feeds[0]["last_error"]
+
+
+def test_refresh_reports_new_stories_and_unchanged_feeds(run: Run, site: FeedSite) -> None:
+    run("add", site.serve("/blog.xml", BLOG))
+    quiet = run("refresh", "--force")
+    assert quiet.code == 0
+    assert quiet.out == ""  # 304: nothing to say
+    site.server.clear()
+    extra = b"<item><title>Post Eight</title><guid>https://blog.example/posts/08/</guid></item>"
+    site.serve("/blog.xml", BLOG.replace(b"</channel>", extra + b"</channel>"))
+    loud = run("refresh", "--force")
+    assert loud.code == 0
+    assert loud.out == "Test Blog: 1 new\n"
+
+
+def test_add_finds_the_feed_of_a_web_page(run: Run, site: FeedSite) -> None:
+    site.serve("/feeds/main.xml", BLOG)
+    site.serve("/feeds/comments.json", b"{}", content_type="application/feed+json")
+    page = (
+        b"<!doctype html><html><head><title>Blog</title>"
+        b'<link rel="alternate" type="application/rss+xml" title="Posts" href="/feeds/main.xml">'
+        b'<link rel="alternate" type="application/feed+json" title="Comments" '
+        b'href="feeds/comments.json"></head><body>hi</body></html>'
+    )
+    page_url = site.serve("/", page, content_type="text/html; charset=utf-8")
+    result = run("add", page_url)
+    assert result.code == 0, result
+    assert "Subscribed to Test Blog" in result.out
+    assert site.server.url_for("/feeds/comments.json") in result.out
+    feeds = json.loads(run("feeds", "--json").out)
+    assert feeds[0]["url"] == site.server.url_for("/feeds/main.xml")
+
+
+def test_add_with_title_and_local_files(run: Run, tmp_path: Path) -> None:
+    local = tmp_path / "feed.xml"
+    local.write_bytes(BLOG)
+    result = run("add", str(local), "--title", "My [bold]file[/]")
+    assert result.code == 0, result
+    feeds = json.loads(run("feeds", "--json").out)
+    assert feeds[0]["url"] == local.resolve().as_uri()
+    assert feeds[0]["title"] == "My [bold]file[/]"
+    assert len(lines(run("list", "--offline"))) == 8
+    assert_one_error(run("add", local.resolve().as_uri()), "already subscribed")
+
+
+def test_permanent_redirect_updates_the_url(run: Run, site: FeedSite) -> None:
+    site.serve("/new.xml", BLOG)
+    target = site.server.url_for("/new.xml")
+    site.server.expect_request("/old.xml").respond_with_data(
+        "", status=301, headers={"Location": target}
+    )
+    old = site.server.url_for("/old.xml")
+    assert run("add", old).code == 0
+    assert json.loads(run("feeds", "--json").out)[0]["url"] == target
+    assert_one_error(run("add", old), "already subscribed")
+
+
+def test_gone_feed_is_retired_until_named(run: Run, site: FeedSite) -> None:
+    url = site.serve("/blog.xml", BLOG)
+    run("add", url)
+    site.server.clear()
+    site.server.expect_request("/blog.xml").respond_with_data("", status=410)
+    result = run("refresh", "--force")
+    assert result.code == 0
+    assert "retired" in result.out
+    feed = json.loads(run("feeds", "--json").out)[0]
+    assert feed["status"] == "gone"
+    site.server.clear_log()
+    run("refresh", "--force")
+    assert site.server.log == []  # not fetched, not even with --force
+    site.server.clear()
+    site.serve("/blog.xml", BLOG)
+    assert run("refresh", "1").code == 0  # naming it tries again
+    assert json.loads(run("feeds", "--json").out)[0]["status"] == "ok"
+
+
+def test_hostile_titles_are_shown_as_literal_text(run: Run, site: FeedSite) -> None:
+    hostile = BLOG.replace(
+        b"<title>Post Seven</title>",
+        b"<title>[bold red]x[/] &#x1b;[2J&#x1b;]0;pwned&#x7;\xe2\x80\xaeevil</title>",
+    )
+    run("add", site.serve("/blog.xml", hostile))
+    out = run("list").out
+    assert "[bold red]x[/] evil" in out
+    for bad in ("\x1b", "\x07", "\u202e", "pwned"):
+        assert bad not in out
+    data = json.loads(run("list", "--json", "--offline").out)
+    assert data[0]["title"] == "[bold red]x[/] evil"
+
+
+def test_passwords_never_appear(run: Run, site: FeedSite) -> None:
+    url = site.serve("/blog.xml", BLOG).replace("http://", "http://reader:s3cret@")
+    assert run("add", url).code == 0
+    for args in (("feeds",), ("feeds", "--json"), ("list", "--offline")):
+        assert "s3cret" not in run(*args).out
+    duplicate = run("add", url)
+    assert "s3cret" not in duplicate.err
+    site.server.clear()
+    site.server.expect_request("/blog.xml").respond_with_data("", status=404)
+    refreshed = run("refresh", "--force")
+    assert refreshed.code == 1
+    assert "s3cret" not in refreshed.out + refreshed.err
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (("read", "999"), ("no story with id 999",)),
+        (("open", "999"), ("no story with id 999",)),
+        (("open",), ("no unread stories",)),
+        (("mark", "read", "999"), ("no story with id 999",)),
+        (("remove", "nothing"), ("no feed matches 'nothing'",)),
+        (("add", "not a url"), ("neither a URL nor an existing file",)),
+        (("add", "ftp://example.org/feed"), ("ftp",)),
+        (("add", "http://"), ("no host",)),
+        (("add", "http://127.0.0.1:1/feed"), ("connection refused",)),
+    ],
+)
+def test_user_errors_are_one_line(run: Run, args: tuple[str, ...], fragments: tuple[str]) -> None:
+    assert_one_error(run(*args), *fragments)
+
+
+def test_server_errors_on_add_are_one_line(run: Run, site: FeedSite) -> None:
+    site.server.expect_request("/missing").respond_with_data("no", status=404)
+    assert_one_error(run("add", site.server.url_for("/missing")), "HTTP 404")
+    page = site.serve("/page", b"<html><body>No feeds here</body></html>", content_type="text/html")
+    assert_one_error(run("add", page), "links to no feed")
+    empty = site.serve("/empty", b"", content_type="application/rss+xml")
+    assert_one_error(run("add", empty), "not a feed")
+    assert json.loads(run("feeds", "--json").out) == []
+
+
+def test_usage_errors_exit_2(run: Run) -> None:
+    assert run("list", "--limit", "0").code == 2
+    assert run("frobnicate").code == 2
+    result = run("mark", "read")
+    assert result.code == 2
+    assert result.err.startswith("storyfeed: error: ")
+
+
+def test_corrupt_database_is_reported_and_left_alone(run: Run, home: Path) -> None:
+    db = home / "storyfeed.db"
+    db.write_bytes(b"this is not a database" * 100)
+    before = db.read_bytes()
+    assert_one_error(run("list", "--offline"), "corrupt")
+    assert db.read_bytes() == before
+
+
+def test_database_from_a_newer_version_is_refused(run: Run, home: Path) -> None:
+    assert run("feeds").code == 0
+    db = home / "storyfeed.db"
+    connection = sqlite3.connect(db)
+    connection.execute("PRAGMA user_version = 99")
+    connection.close()
+    before = db.read_bytes()
+    assert_one_error(run("list", "--offline"), "newer storyfeed")
+    assert db.read_bytes() == before
+
+
+def test_unusable_data_directory(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("STORYFEED_HOME", str(blocker / "home"))
+    assert_one_error(run("list", "--offline"), "cannot create the data directory")
+
+
+def test_invalid_config_is_reported(run: Run, home: Path) -> None:
+    (home / "config.toml").write_text("refresh_interval = [")
+    assert_one_error(run("list", "--offline"), "config.toml")
+    (home / "config.toml").write_text('refresh_interval = "soon"')
+    assert_one_error(run("list", "--offline"), "refresh_interval")
+
+
+def test_new_database_follows_llm_stories(run: Run, home: Path) -> None:
+    (home / "config.toml").unlink()
+    feeds = json.loads(run("feeds", "--json").out)
+    assert [f["url"] for f in feeds] == ["https://wgzesg.github.io/llm_stories/index.xml"]
+    run("remove", "1")
+    assert json.loads(run("feeds", "--json").out) == []  # not re-added on the next run
+
+
+def test_installed_executable(home: Path, tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("storyfeed")
+    env = {**os.environ, "STORYFEED_HOME": str(home)}
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, env=env)
+    assert version.returncode == 0
+    assert version.stdout.startswith("storyfeed ")
+    local = tmp_path / "feed.xml"
+    local.write_bytes(BLOG)
+    added = subprocess.run([exe, "add", str(local)], capture_output=True, text=True, env=env)
+    assert added.returncode == 0, added.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "storyfeed", "list"], capture_output=True, text=True, env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.splitlines()) == 8
+    missing = subprocess.run([exe, "read", "12345"], capture_output=True, text=True, env=env)
+    assert missing.returncode == 1
+    assert (
+        missing.stderr
+        == "storyfeed: error: no story with id 12345; `storyfeed list` shows the ids\n"
+    )
