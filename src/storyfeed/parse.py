@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from storyfeed.errors import NotAFeedError, ParseError
 from storyfeed.models import DateFlag, FeedLink, ParsedFeed, ParsedStory
@@ -72,7 +72,7 @@ def _parse_xml_feed(body: bytes, headers: Mapping[str, str], url: str, now: date
         for key, value in headers.items()
         if key in {"content-type", "content-language", "content-encoding"}
     }
-    response_headers["content-location"] = base
+    response_headers["content-location"] = _stand_in(base)
     try:
         # Entries' HTML is never rendered as HTML, so feedparser's sanitiser and
         # its rewriting of relative URIs inside content are skipped.
@@ -94,7 +94,12 @@ def _parse_xml_feed(body: bytes, headers: Mapping[str, str], url: str, now: date
     warnings: tuple[str, ...] = ()
     if result.get("bozo"):
         warnings = (_describe(result.get("bozo_exception")),)
-    stories = _unique(_xml_story(entry, base, now) for entry in entries)
+    origin, stand_in_dir = _origin(base), urljoin(_stand_in(base), ".")
+    entries = [_restored(entry, origin, stand_in_dir) for entry in entries]
+    feed = _restored(feed, origin, stand_in_dir)
+    feed_author = feed.get("author", "")
+    feed_author = clean_line(feed_author) if isinstance(feed_author, str) else ""
+    stories = _unique(_xml_story(entry, base, now, feed_author) for entry in entries)
     ttl = _ttl_seconds(feed.get("ttl"))
     return ParsedFeed(
         title=_title(feed.get("title_detail"), feed.get("title", "")),
@@ -104,6 +109,37 @@ def _parse_xml_feed(body: bytes, headers: Mapping[str, str], url: str, now: date
         format=version,
         warnings=warnings,
     )
+
+
+# feedparser resolves guids and Atom ids against the base URL as if they were links
+# (an RSS guid's isPermaLink defaults to true), which would change a story's key when
+# its feed moves, say from http to https. So feedparser is given a stand-in base with
+# the real path (relative links resolve the same, xml:base included) on a host of its
+# own; the real origin is put back into links, and left out of keys.
+_STAND_IN = "http://storyfeed.invalid"
+
+
+def _stand_in(base: str) -> str:
+    parts = urlsplit(base)
+    return urlunsplit(("http", "storyfeed.invalid", parts.path or "/", parts.query, ""))
+
+
+def _origin(base: str) -> str:
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
+
+
+def _restored(item: Mapping[str, Any], origin: str, stand_in_dir: str) -> dict[str, Any]:
+    """A copy of a feedparser dict with the real origin in its link, and its id as written."""
+    copy = dict(item)
+    link, key = copy.get("link"), copy.get("id")
+    if isinstance(link, str) and link.startswith(_STAND_IN + "/") and origin:
+        copy["link"] = origin + link[len(_STAND_IN) :]
+    if isinstance(key, str) and key.startswith(stand_in_dir):
+        copy["id"] = key[len(stand_in_dir) :]
+    elif isinstance(key, str) and key.startswith(_STAND_IN + "/"):
+        copy["id"] = key[len(_STAND_IN) :]
+    return copy
 
 
 def _describe(problem: object) -> str:
@@ -128,7 +164,7 @@ def _absolute(base: str, link: Any) -> str:
         return clean_line(link)
 
 
-def _xml_story(entry: Mapping[str, Any], base: str, now: datetime) -> ParsedStory:
+def _xml_story(entry: Mapping[str, Any], base: str, now: datetime, feed_author: str) -> ParsedStory:
     link = _absolute(base, entry.get("link", ""))
     contents = entry.get("content") or []
     content = ""
@@ -142,13 +178,17 @@ def _xml_story(entry: Mapping[str, Any], base: str, now: datetime) -> ParsedStor
         summary = ""  # feedparser copies content into summary; keep one copy
     title = _title(entry.get("title_detail"), entry.get("title", ""))
     author = entry.get("author", "")
-    published, flag = _date(entry.get("published_parsed") or entry.get("updated_parsed"), now)
+    # dict.get: FeedParserDict.get("updated_parsed") falls back to the published
+    # date with a DeprecationWarning (feedparser issue 310).
+    published, flag = _date(
+        dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed"), now
+    )
     key = entry.get("id", "")
     return _story(
         key=key if isinstance(key, str) else "",
         title=title,
         link=link,
-        author=clean_line(author) if isinstance(author, str) else "",
+        author=(clean_line(author) if isinstance(author, str) else "") or feed_author,
         summary=clean_text(summary).strip(),
         content=clean_text(content).strip(),
         published=published,
@@ -175,7 +215,7 @@ def _clamp(when: datetime, now: datetime) -> tuple[datetime, DateFlag]:
 
 def _ttl_seconds(value: Any) -> int | None:
     """RSS 2.0 ``<ttl>`` is in minutes."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value.strip()):
         return int(value.strip()) * 60
     return None
 
@@ -236,7 +276,10 @@ def _parse_json_feed(body: bytes, url: str, now: datetime) -> ParsedFeed:
     if not isinstance(items, list):
         raise ParseError("invalid JSON Feed: 'items' is not a list")
     base = _text(data.get("feed_url")) or url
-    stories = _unique(_json_story(item, base, now) for item in items if isinstance(item, dict))
+    feed_author = _json_author(data)
+    stories = _unique(
+        _json_story(item, base, now, feed_author) for item in items if isinstance(item, dict)
+    )
     return ParsedFeed(
         title=clean_line(_text(data.get("title"))),
         site_url=_absolute(base, _text(data.get("home_page_url"))),
@@ -249,21 +292,25 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _json_story(item: Mapping[str, Any], base: str, now: datetime) -> ParsedStory:
-    raw_date = _text(item.get("date_published")) or _text(item.get("date_modified"))
-    published, flag = _iso_date(raw_date, now)
-    authors = item.get("authors")
-    author = item.get("author")
+def _json_author(data: Mapping[str, Any]) -> str:
+    """The first author's name: ``authors`` (1.1) or ``author`` (1.0)."""
+    authors = data.get("authors")
+    author = data.get("author")
     if isinstance(authors, list) and authors and isinstance(authors[0], dict):
         author = authors[0]
-    name = _text(author.get("name")) if isinstance(author, dict) else ""
+    return clean_line(_text(author.get("name"))) if isinstance(author, dict) else ""
+
+
+def _json_story(item: Mapping[str, Any], base: str, now: datetime, feed_author: str) -> ParsedStory:
+    raw_date = _text(item.get("date_published")) or _text(item.get("date_modified"))
+    published, flag = _iso_date(raw_date, now)
     content = _text(item.get("content_html")) or _text(item.get("content_text"))
     key = item.get("id")
     return _story(
         key=str(key) if isinstance(key, str | int) and not isinstance(key, bool) else "",
         title=clean_line(_text(item.get("title"))),
         link=_absolute(base, _text(item.get("url")) or _text(item.get("external_url"))),
-        author=clean_line(name),
+        author=_json_author(item) or feed_author,
         summary=clean_text(_text(item.get("summary"))).strip(),
         content=clean_text(content).strip(),
         published=published,
@@ -280,7 +327,11 @@ def _iso_date(value: str, now: datetime) -> tuple[datetime | None, DateFlag]:
         return None, DateFlag.MISSING
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return _clamp(when.astimezone(UTC), now)
+    try:
+        when = when.astimezone(UTC)
+    except (OverflowError, ValueError):  # e.g. 0001-01-01T00:00:00+01:00
+        return None, DateFlag.MISSING
+    return _clamp(when, now)
 
 
 # --- Feed discovery in HTML pages ------------------------------------------

@@ -25,14 +25,16 @@ _ESCAPES = re.compile(
 )
 # C0 (but tab and newline), DEL, C1, bidi embeddings/overrides/isolates and
 # marks, and invisible characters that can hide text (zero-width space, word
-# joiner, BOM). ZWJ/ZWNJ stay: emoji and several scripts need them.
+# joiner, BOM), and lone surrogates (from JSON escapes; they cannot be stored).
+# ZWJ/ZWNJ stay: emoji and several scripts need them.
 _INVISIBLE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e"
-    "\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb]"
+    "\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff]"
 )
 _LINE_BREAKS = re.compile(r"\r\n?|[\u2028\u2029\x85]")
 _SPACES = re.compile(r"\s+")
-_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
+_TAG = re.compile(r"<[^>]*>?")
+_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 def clean_text(value: str) -> str:
@@ -55,6 +57,7 @@ _BLOCK_TAGS = frozenset(
         *("tbody", "td", "tfoot", "th", "thead", "tr", "ul"),
     }
 )
+_VOID_BLOCKS = frozenset({"br", "hr", "li"})  # no line break at their end tag
 _SKIP_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "svg"})
 
 
@@ -85,13 +88,18 @@ class _TextExtractor(HTMLParser):
         elif tag == "a":
             self._links.append(dict(attrs).get("href") or "")
 
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        # `<br/>` is one line break, not a start and an end tag.
+        if tag not in _SKIP_TAGS and tag != "pre":
+            self.handle_starttag(tag, attrs)
+
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP_TAGS:
             self._skip = max(0, self._skip - 1)
         elif tag == "pre":
             self._pre = max(0, self._pre - 1)
             self.parts.append("\n\n")
-        elif tag in _BLOCK_TAGS:
+        elif tag in _BLOCK_TAGS and tag not in _VOID_BLOCKS:
             self.parts.append("\n")
         elif tag == "a" and self._links:
             href = self._links.pop()
@@ -103,14 +111,33 @@ class _TextExtractor(HTMLParser):
             return
         self.parts.append(data if self._pre else _SPACES.sub(" ", data))
 
+    def parse_marked_section(self, i: int, report: int = 1) -> int:
+        """``<![CDATA[...]]>`` is text; other marked sections are skipped.
+
+        The standard library raises AssertionError on sections it does not
+        know (``<![foo[``), which a feed can contain.
+        """
+        raw = self.rawdata
+        if raw.startswith("<![CDATA[", i):
+            end = raw.find("]]>", i + 9)
+            if end < 0:
+                return -1
+            self.handle_data(raw[i + 9 : end])
+            return end + 3
+        end = raw.find("]>", i + 3)
+        return -1 if end < 0 else end + 2
+
 
 def html_to_text(value: str) -> str:
     """Readable plain text from an HTML fragment (or from plain text)."""
     if "<" not in value and "&" not in value:
         return clean_text(value).strip()
     parser = _TextExtractor()
-    parser.feed(value)
-    parser.close()
+    try:
+        parser.feed(value)
+        parser.close()
+    except AssertionError:  # html.parser's reaction to some malformed declarations
+        parser.parts = [_TAG.sub(" ", value)]
     text = clean_text("".join(parser.parts))
     lines = [line.rstrip() for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
@@ -129,17 +156,18 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return url.split("@")[-1] if "@" in url else url
-    if parts.password is None and "@" not in parts.netloc:
+    if "@" not in parts.netloc:
         return url
-    user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
+    # A user name alone is often a token (https://TOKEN@host/), so it goes too.
+    user = parts.username if parts.password is not None else ""
     netloc = f"{user}:***@{host}" if user else f"***@{host}"
     return urlunsplit(parts._replace(netloc=netloc))
 
 
 def is_web_url(url: str) -> bool:
     """True for an absolute http(s) URL with a host: the only links storyfeed opens."""
-    if not url or url != url.strip() or any(c.isspace() or ord(c) < 32 for c in url):
+    if not url or any(c.isspace() for c in url) or clean_text(url) != url:
         return False
     try:
         parts = urlsplit(url)

@@ -1,0 +1,697 @@
+"""Store: schema and pragmas, refusal of foreign files, story state, queries, concurrency."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import NOW
+from storyfeed.errors import (
+    DatabaseBusyError,
+    DatabaseCorruptError,
+    DatabaseTooNewError,
+    DuplicateFeedError,
+    StoreError,
+)
+from storyfeed.models import DateFlag, Feed, FeedUpdate, ParsedStory
+from storyfeed.store import SCHEMA_VERSION, Store
+
+SEED = "https://wgzesg.github.io/llm_stories/index.xml"
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def db_path(home: Path) -> Path:
+    return home / "data" / "storyfeed.sqlite3"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    opened = Store.open(db_path)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def feed(store: Store) -> Feed:
+    return store.add_feed("https://example.org/feed.xml", now=NOW)
+
+
+def parsed(
+    key: str,
+    title: str | None = None,
+    *,
+    published: datetime | None = NOW - HOUR,
+    summary: str = "",
+    content: str = "",
+) -> ParsedStory:
+    return ParsedStory(
+        key=key,
+        title=title if title is not None else f"Story {key}",
+        link=f"https://example.org/{key}",
+        summary=summary,
+        content=content,
+        published=published,
+        date_flag=DateFlag.OK if published else DateFlag.MISSING,
+    )
+
+
+def update(
+    feed_id: int, *stories: ParsedStory, fetched_at: datetime = NOW, url: str | None = None
+) -> FeedUpdate:
+    return FeedUpdate(
+        feed_id=feed_id,
+        fetched_at=fetched_at,
+        next_fetch_at=fetched_at + HOUR,
+        success=True,
+        url=url,
+        stories=stories,
+    )
+
+
+def ids_by_title(store: Store) -> dict[str, int]:
+    return {s.title: s.id for s in store.stories()}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def raw_query(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(path)) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def open_and_query(path: Path) -> None:
+    """What the CLI does: open, then list feeds and stories."""
+    opened = Store.open(path)
+    try:
+        opened.feeds(with_counts=True)
+        opened.stories()
+    finally:
+        opened.close()
+
+
+# --- creating and opening ------------------------------------------------------------------
+
+
+def test_new_database_has_schema_version_wal_and_foreign_keys(db_path: Path) -> None:
+    opened = Store.open(db_path, busy_timeout=0.2)
+    try:
+        assert opened._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert opened._db.execute("PRAGMA busy_timeout").fetchone()[0] == 200
+        assert opened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        opened.close()
+    assert raw_query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert raw_query(db_path, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_open_creates_missing_data_directory(home: Path) -> None:
+    path = home / "deep" / "er" / "storyfeed.sqlite3"
+    Store.open(path).close()
+    assert path.is_file()
+
+
+def test_seed_urls_are_subscribed_on_creation(db_path: Path) -> None:
+    opened = Store.open(db_path, seed_urls=[SEED, "https://example.org/two.xml"])
+    try:
+        assert [f.url for f in opened.feeds()] == [SEED, "https://example.org/two.xml"]
+    finally:
+        opened.close()
+
+
+def test_seed_urls_are_ignored_when_reopening(db_path: Path) -> None:
+    Store.open(db_path, seed_urls=[SEED]).close()
+    opened = Store.open(db_path, seed_urls=["https://example.org/other.xml"])
+    try:
+        assert [f.url for f in opened.feeds()] == [SEED]
+    finally:
+        opened.close()
+
+
+def test_removed_seed_feed_does_not_come_back(db_path: Path) -> None:
+    opened = Store.open(db_path, seed_urls=[SEED])
+    try:
+        (seed,) = opened.feeds()
+        opened.remove_feed(seed.id)
+    finally:
+        opened.close()
+    opened = Store.open(db_path, seed_urls=[SEED])
+    try:
+        assert opened.feeds() == []
+    finally:
+        opened.close()
+
+
+@pytest.mark.parametrize("origin", ["storyfeed", "plain"])
+def test_newer_database_is_refused_and_not_touched(db_path: Path, origin: str) -> None:
+    if origin == "storyfeed":
+        Store.open(db_path, seed_urls=[SEED]).close()
+    else:
+        db_path.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(db_path)) as connection:
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        connection.execute("CREATE TABLE future (x)")
+        connection.commit()
+    before = sha256(db_path)
+
+    with pytest.raises(DatabaseTooNewError, match="newer storyfeed") as raised:
+        open_and_query(db_path)
+
+    assert str(db_path) in str(raised.value)
+    assert sha256(db_path) == before
+    assert raw_query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
+
+
+def test_random_bytes_are_refused_as_corrupt_and_not_touched(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(random.Random(7).randbytes(64 * 1024))
+    before = sha256(db_path)
+
+    with pytest.raises(DatabaseCorruptError) as raised:
+        open_and_query(db_path)
+
+    assert str(db_path) in str(raised.value)
+    assert sha256(db_path) == before
+
+
+def test_truncated_database_is_refused_as_corrupt_and_not_touched(db_path: Path) -> None:
+    opened = Store.open(db_path)
+    try:
+        feed = opened.add_feed("https://example.org/feed.xml", now=NOW)
+        stories = [parsed(f"k{n}", content="x" * 500, published=NOW - n * HOUR) for n in range(200)]
+        opened.apply_update(update(feed.id, *stories))
+    finally:
+        opened.close()
+    data = db_path.read_bytes()
+    db_path.write_bytes(data[: len(data) // 2])
+    before = sha256(db_path)
+
+    with pytest.raises(DatabaseCorruptError, match="corrupt"):
+        open_and_query(db_path)
+
+    assert sha256(db_path) == before
+
+
+def test_data_directory_that_cannot_be_created_is_a_store_error(home: Path) -> None:
+    blocker = home / "blocker"
+    blocker.write_text("a regular file\n")
+    path = blocker / "data" / "storyfeed.sqlite3"
+
+    with pytest.raises(StoreError, match="cannot create the data directory") as raised:
+        Store.open(path)
+
+    assert str(blocker / "data") in str(raised.value)
+    assert blocker.read_text() == "a regular file\n"
+
+
+# --- feeds -----------------------------------------------------------------------------
+
+
+def test_add_feed_returns_the_stored_feed(store: Store) -> None:
+    feed = store.add_feed("https://example.org/feed.xml", user_title="Mine", now=NOW)
+    assert feed.url == "https://example.org/feed.xml"
+    assert feed.title == "Mine"
+    assert feed.added_at == NOW
+    assert store.feed(feed.id) == feed
+
+
+def test_add_feed_twice_is_a_duplicate(store: Store, feed: Feed) -> None:
+    with pytest.raises(DuplicateFeedError):
+        store.add_feed(feed.url, now=NOW)
+    assert [f.url for f in store.feeds()] == [feed.url]
+
+
+def test_remove_feed_deletes_its_stories_and_counts_them(store: Store, db_path: Path) -> None:
+    gone = store.add_feed("https://example.org/gone.xml", now=NOW)
+    kept = store.add_feed("https://example.org/kept.xml", now=NOW)
+    store.apply_update(update(gone.id, parsed("a"), parsed("b"), parsed("c")))
+    store.apply_update(update(kept.id, parsed("a")))
+    gone_ids = [s.id for s in store.stories(feed_id=gone.id)]
+
+    assert store.remove_feed(gone.id) == 3
+
+    assert store.feed(gone.id) is None
+    assert store.existing_story_ids(gone_ids) == set()
+    assert raw_query(db_path, "SELECT feed_id, COUNT(*) FROM stories GROUP BY feed_id") == [
+        (kept.id, 1)
+    ]
+    assert store.remove_feed(kept.id) == 1
+
+
+def test_permanent_redirect_to_a_new_url_is_remembered(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, url="https://example.org/moved.xml"))
+    moved = store.feed(feed.id)
+    assert moved is not None
+    assert moved.url == "https://example.org/moved.xml"
+
+
+def test_permanent_redirect_to_another_feeds_url_leaves_url_alone(store: Store, feed: Feed) -> None:
+    other = store.add_feed("https://example.org/other.xml", now=NOW)
+
+    assert store.apply_update(update(feed.id, parsed("a"), url=other.url)) == (1, 0)
+
+    after = store.feed(feed.id)
+    assert after is not None
+    assert after.url == feed.url
+    assert after.last_success_at == NOW
+    assert [f.url for f in store.feeds()] == [feed.url, other.url]
+
+
+def test_apply_update_records_fetch_state(store: Store, feed: Feed) -> None:
+    store.apply_update(
+        FeedUpdate(
+            feed_id=feed.id,
+            fetched_at=NOW,
+            next_fetch_at=NOW + HOUR,
+            success=True,
+            feed_title="Example",
+            etag='"v1"',
+        )
+    )
+    failed_at = NOW + 2 * HOUR
+    store.apply_update(
+        FeedUpdate(
+            feed_id=feed.id,
+            fetched_at=failed_at,
+            next_fetch_at=failed_at + HOUR,
+            success=False,
+            error="HTTP 500",
+            error_count=1,
+        )
+    )
+    after = store.feed(feed.id)
+    assert after is not None
+    assert (after.feed_title, after.etag) == ("Example", '"v1"')  # None keeps what is stored
+    assert after.last_success_at == NOW
+    assert (after.last_error, after.last_error_at, after.error_count) == ("HTTP 500", failed_at, 1)
+    assert after.next_fetch_at == failed_at + HOUR
+
+
+def test_feeds_with_counts(store: Store, feed: Feed) -> None:
+    empty = store.add_feed("https://example.org/empty.xml", now=NOW)
+    store.apply_update(update(feed.id, parsed("a"), parsed("b"), parsed("c"), parsed("d")))
+    ids = ids_by_title(store)
+    store.mark_read([ids["Story a"]], NOW)
+    store.mark_shown([ids["Story b"]], NOW)
+
+    counted = {f.id: f for f in store.feeds(with_counts=True)}
+
+    assert (counted[feed.id].story_count, counted[feed.id].unread_count) == (4, 3)
+    assert counted[feed.id].new_count == 2
+    assert (counted[empty.id].story_count, counted[empty.id].unread_count) == (0, 0)
+    assert counted[empty.id].new_count == 0
+    plain = store.feeds()[0]
+    assert (plain.story_count, plain.unread_count, plain.new_count) == (0, 0, 0)
+
+
+# --- applying updates -----------------------------------------------------------------------
+
+
+def test_apply_update_counts_new_and_changed(store: Store, feed: Feed) -> None:
+    batch = [parsed("a"), parsed("b"), parsed("c")]
+
+    assert store.apply_update(update(feed.id, *batch)) == (3, 0)
+    assert store.apply_update(update(feed.id, *batch)) == (0, 0)
+
+    batch[1] = parsed("b", "Story b, corrected")
+    assert store.apply_update(update(feed.id, *batch)) == (0, 1)
+    assert sorted(ids_by_title(store)) == ["Story a", "Story b, corrected", "Story c"]
+
+    assert store.apply_update(update(feed.id, *batch, parsed("d"))) == (1, 0)
+
+
+def test_apply_update_counts_changed_summary_and_content(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, parsed("a"), parsed("b")))
+    edited = (parsed("a", summary="new summary"), parsed("b", content="new content"))
+
+    assert store.apply_update(update(feed.id, *edited)) == (0, 2)
+
+    stored = {s.title: s for s in store.stories(summary=True)}
+    assert stored["Story a"].summary == "new summary"
+    story = store.story(stored["Story b"].id)
+    assert story is not None
+    assert story.content == "new content"
+
+
+def test_story_missing_from_a_later_batch_stays_with_its_state(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, parsed("a"), parsed("b")))
+    ids = ids_by_title(store)
+    store.mark_read([ids["Story b"]], NOW)
+
+    assert store.apply_update(update(feed.id, parsed("a"))) == (0, 0)
+
+    kept = store.story(ids["Story b"])
+    assert kept is not None
+    assert (kept.read, kept.new) == (True, False)
+    assert len(store.stories()) == 2
+
+
+def test_updating_stories_never_resets_read_or_new(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, parsed("a"), parsed("b"), parsed("c")))
+    ids = ids_by_title(store)
+    store.mark_read([ids["Story a"]], NOW)
+    store.mark_shown([ids["Story b"]], NOW)
+
+    edited = [parsed(key, f"Story {key} v2", content="changed") for key in "abc"]
+    assert store.apply_update(update(feed.id, *edited, fetched_at=NOW + HOUR)) == (0, 3)
+
+    states = {s.title: (s.new, s.read) for s in store.stories()}
+    assert states == {
+        "Story a v2": (False, True),
+        "Story b v2": (False, False),
+        "Story c v2": (True, False),
+    }
+
+
+def test_update_without_a_date_keeps_the_stored_date(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, parsed("a", published=NOW - 5 * HOUR)))
+    store.apply_update(update(feed.id, parsed("a", "edited", published=None)))
+    (story,) = store.stories()
+    assert story.published == NOW - 5 * HOUR
+    assert story.date_flag is DateFlag.OK
+
+
+# --- listing --------------------------------------------------------------------------------
+
+
+def test_stories_newest_first_first_seen_standing_in_for_missing_date(
+    store: Store, feed: Feed
+) -> None:
+    store.apply_update(
+        update(
+            feed.id,
+            parsed("old", published=NOW - 30 * HOUR),
+            parsed("undated", published=None),
+            parsed("recent", published=NOW - 5 * HOUR),
+            fetched_at=NOW - 10 * HOUR,
+        )
+    )
+    listed = store.stories()
+    assert [s.title for s in listed] == ["Story recent", "Story undated", "Story old"]
+    undated = listed[1]
+    assert undated.published is None
+    assert undated.first_seen == undated.date == NOW - 10 * HOUR
+    assert undated.date_flag is DateFlag.MISSING
+
+
+def test_stories_with_the_same_date_are_ordered_by_id_descending(store: Store, feed: Feed) -> None:
+    other = store.add_feed("https://example.org/other.xml", now=NOW)
+    same = NOW - HOUR
+    store.apply_update(update(feed.id, parsed("a", published=same), parsed("b", published=same)))
+    store.apply_update(update(other.id, parsed("c", published=same)))
+    store.apply_update(update(feed.id, parsed("d", published=same)))
+
+    listed = store.stories()
+
+    assert [s.id for s in listed] == sorted((s.id for s in listed), reverse=True)
+    assert [s.title for s in listed] == ["Story d", "Story c", "Story a", "Story b"]
+
+
+def test_stories_filters(store: Store, feed: Feed) -> None:
+    other = store.add_feed("https://example.org/other.xml", now=NOW)
+    store.apply_update(update(feed.id, *(parsed(k, published=NOW - n * HOUR) for n, k in
+                                         enumerate("abcd"))))  # fmt: skip
+    store.apply_update(update(other.id, parsed("x", published=NOW - 90 * HOUR)))
+    ids = ids_by_title(store)
+    store.mark_read([ids["Story b"], ids["Story x"]], NOW)
+
+    def titles(**filters: object) -> list[str]:
+        return [s.title.removeprefix("Story ") for s in store.stories(**filters)]  # type: ignore[arg-type]
+
+    assert titles() == ["a", "b", "c", "d", "x"]
+    assert titles(unread=True) == ["a", "c", "d"]
+    assert titles(feed_id=other.id) == ["x"]
+    assert titles(feed_id=other.id, unread=True) == []
+    assert titles(limit=2) == ["a", "b"]
+    assert titles(unread=True, limit=2) == ["a", "c"]
+    assert titles(feed_id=feed.id, unread=True, limit=1) == ["a"]
+    assert {s.feed_title for s in store.stories(feed_id=feed.id)} == {feed.url}
+
+
+def test_summary_is_loaded_only_on_request(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, parsed("a", summary="the gist", content="the body")))
+
+    (without,) = store.stories()
+    (with_summary,) = store.stories(summary=True)
+
+    assert (without.summary, without.content) == ("", "")
+    assert (with_summary.summary, with_summary.content) == ("the gist", "")
+
+
+def test_story_includes_summary_and_content(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, parsed("a", summary="the gist", content="the body")))
+    (listed,) = store.stories()
+
+    story = store.story(listed.id)
+
+    assert story is not None
+    assert (story.title, story.summary, story.content) == ("Story a", "the gist", "the body")
+    assert story.link == "https://example.org/a"
+    assert story.feed_id == feed.id
+    assert store.story(listed.id + 1000) is None
+
+
+# --- state ------------------------------------------------------------------------------
+
+
+def test_mark_shown_only_affects_new_stories(store: Store, feed: Feed, db_path: Path) -> None:
+    store.apply_update(update(feed.id, parsed("a"), parsed("b")))
+    ids = ids_by_title(store)
+    a, b = ids["Story a"], ids["Story b"]
+
+    store.mark_shown([a], NOW)
+    store.mark_shown([a, b], NOW + HOUR)
+
+    shown = dict(raw_query(db_path, "SELECT id, shown_at FROM stories"))
+    assert shown == {a: int(NOW.timestamp()), b: int((NOW + HOUR).timestamp())}
+    states = {s.id: (s.new, s.read) for s in store.stories()}
+    assert states == {a: (False, False), b: (False, False)}
+
+
+def test_mark_read_marks_shown_too(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, parsed("a"), parsed("b")))
+    ids = ids_by_title(store)
+
+    assert store.mark_read([ids["Story a"]], NOW) == 1
+    assert store.mark_read([ids["Story a"]], NOW) == 0
+
+    states = {s.title: (s.new, s.read) for s in store.stories()}
+    assert states == {"Story a": (False, True), "Story b": (True, False)}
+
+
+def test_mark_unread(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, parsed("a"), parsed("b")))
+    ids = ids_by_title(store)
+    store.mark_read([ids["Story a"]], NOW)
+
+    assert store.mark_unread([ids["Story a"], ids["Story b"]]) == 1
+    assert store.mark_unread([ids["Story a"]]) == 0
+
+    states = {s.title: (s.new, s.read) for s in store.stories()}
+    assert states == {"Story a": (False, False), "Story b": (True, False)}
+
+
+def test_marking_many_stories_at_once(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, *(parsed(f"k{n}") for n in range(1200))))
+    ids = [s.id for s in store.stories()]
+
+    assert store.mark_read([*ids, max(ids) + 1], NOW) == 1200
+    assert store.stories(unread=True) == []
+    assert store.mark_unread(ids[:700]) == 700
+    assert store.existing_story_ids([*ids, -1, max(ids) + 1]) == set(ids)
+
+
+def test_mark_all_returns_counts(store: Store, feed: Feed) -> None:
+    other = store.add_feed("https://example.org/other.xml", now=NOW)
+    store.apply_update(update(feed.id, parsed("a"), parsed("b"), parsed("c")))
+    store.apply_update(update(other.id, parsed("x"), parsed("y")))
+    store.mark_read([ids_by_title(store)["Story a"]], NOW)
+
+    assert store.mark_all(read=True, now=NOW, feed_id=feed.id) == 2
+    assert [s.title for s in store.stories(unread=True)] == ["Story x", "Story y"]
+    assert store.mark_all(read=True, now=NOW) == 2
+    assert store.mark_all(read=True, now=NOW) == 0
+    assert all(not s.new for s in store.stories())
+    assert store.mark_all(read=False, now=NOW, feed_id=other.id) == 2
+    assert store.mark_all(read=False, now=NOW) == 3
+    assert len(store.stories(unread=True)) == 5
+
+
+def test_existing_story_ids(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, parsed("a"), parsed("b")))
+    ids = sorted(ids_by_title(store).values())
+
+    assert store.existing_story_ids([*ids, 9999]) == set(ids)
+    assert store.existing_story_ids([9999]) == set()
+    assert store.existing_story_ids([]) == set()
+
+
+# --- query plans ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"limit": 20},
+        {"feed_id": 1},
+        {"feed_id": 1, "limit": 20},
+        {"unread": True},
+        {"unread": True, "limit": 20},
+    ],
+    ids=["all", "all-limit", "feed", "feed-limit", "unread", "unread-limit"],
+)
+def test_listing_queries_use_an_index_without_sorting(
+    store: Store, filters: dict[str, object]
+) -> None:
+    for n in range(2):
+        feed = store.add_feed(f"https://example.org/{n}.xml", now=NOW)
+        store.apply_update(update(feed.id, *(parsed(f"k{i}", published=NOW - i * HOUR)
+                                             for i in range(100))))  # fmt: skip
+    store.mark_all(read=True, now=NOW, feed_id=2)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        store.stories(**filters)  # type: ignore[arg-type]
+    finally:
+        store._db.set_trace_callback(None)
+    (query,) = (s for s in statements if s.lstrip().upper().startswith("SELECT"))
+
+    plan = [row[3] for row in store._db.execute("EXPLAIN QUERY PLAN " + query)]
+
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+    (stories_step,) = (
+        step for step in plan if step.split()[:2] in (["SCAN", "s"], ["SEARCH", "s"])
+    )
+    assert "USING INDEX" in stories_step or "USING COVERING INDEX" in stories_step, plan
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+WRITER = """
+import sys, time
+from datetime import UTC, datetime
+from pathlib import Path
+from storyfeed.models import FeedUpdate, ParsedStory
+from storyfeed.store import Store
+
+path, feed_id, ready, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+store = Store.open(path)
+try:
+    ready.touch()
+    deadline = time.monotonic() + 20
+    while not go.exists():
+        assert time.monotonic() < deadline, "never told to start"
+        time.sleep(0.002)
+    now = datetime.now(UTC)
+    for n in range(200):
+        story = ParsedStory(key=f"k{n}", title=f"t{n}", link="https://example.org/")
+        result = store.apply_update(
+            FeedUpdate(feed_id=feed_id, fetched_at=now, next_fetch_at=now, success=True,
+                       stories=(story,))
+        )
+        assert result == (1, 0), result
+        (fresh,) = store.stories(feed_id=feed_id, unread=True)
+        assert store.mark_read([fresh.id], now) == 1
+finally:
+    store.close()
+"""
+
+
+def test_two_processes_writing_at_once_lose_nothing(db_path: Path, tmp_path: Path) -> None:
+    opened = Store.open(db_path)
+    try:
+        feeds = [opened.add_feed(f"https://example.org/{n}.xml", now=NOW) for n in range(2)]
+    finally:
+        opened.close()
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready{n}" for n in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db_path), str(f.id), str(r), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for f, r in zip(feeds, ready, strict=True)
+    ]
+    try:
+        deadline = time.monotonic() + 20
+        while not all(r.exists() for r in ready) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        go.touch()
+        outcomes = [w.communicate(timeout=60) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.communicate()
+
+    assert [(w.returncode, err) for w, (_, err) in zip(workers, outcomes, strict=True)] == [
+        (0, ""),
+        (0, ""),
+    ]
+    opened = Store.open(db_path)
+    try:
+        counted = [(f.story_count, f.unread_count) for f in opened.feeds(with_counts=True)]
+    finally:
+        opened.close()
+    assert counted == [(200, 0), (200, 0)]
+
+
+def test_open_read_transaction_does_not_block_a_writer(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, parsed("a")))
+    (story,) = store.stories()
+    writer = Store.open(store.path, busy_timeout=0.2)
+    try:
+        with closing(sqlite3.connect(store.path, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            assert reader.execute("SELECT COUNT(*) FROM stories").fetchone() == (1,)
+
+            assert writer.mark_read([story.id], NOW) == 1
+            assert writer.apply_update(update(feed.id, parsed("b"))) == (1, 0)
+
+            assert reader.execute("SELECT COUNT(*) FROM stories").fetchone() == (1,)
+            reader.execute("COMMIT")
+            assert reader.execute("SELECT COUNT(*) FROM stories").fetchone() == (2,)
+    finally:
+        writer.close()
+    assert [s.read for s in store.stories()] == [False, True]
+
+
+def test_database_locked_too_long_is_busy_and_unchanged(store: Store, feed: Feed) -> None:
+    store.apply_update(update(feed.id, parsed("a")))
+    (story,) = store.stories()
+    impatient = Store.open(store.path, busy_timeout=0.2)
+    try:
+        with closing(sqlite3.connect(store.path, isolation_level=None, timeout=0)) as locker:
+            locker.execute("BEGIN EXCLUSIVE")
+            locker.execute("UPDATE stories SET title = 'uncommitted'")
+
+            started = time.monotonic()
+            with pytest.raises(DatabaseBusyError, match="locked"):
+                impatient.mark_read([story.id], NOW)
+            waited = time.monotonic() - started
+            with pytest.raises(DatabaseBusyError):
+                impatient.apply_update(update(feed.id, parsed("b")))
+            assert [s.title for s in impatient.stories()] == ["Story a"]  # readers go on
+
+            locker.execute("ROLLBACK")
+        assert 0.15 <= waited < 5
+        (after,) = impatient.stories()
+        assert (after.title, after.read, after.new) == ("Story a", False, True)
+        assert impatient.mark_read([story.id], NOW) == 1
+    finally:
+        impatient.close()
