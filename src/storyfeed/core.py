@@ -9,6 +9,7 @@ feedparser, are imported only when something is fetched.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -197,7 +198,7 @@ def resolve_feed(feeds: Sequence[Feed], text: str) -> Feed:
         if len(matches) == 1 or len(exact) == 1:
             return (exact or matches)[0]
         if matches:
-            names = "; ".join(f"{feed.id}: {feed.title}" for feed in matches[:10])
+            names = "; ".join(f"{feed.id}: {redact_url(feed.title)}" for feed in matches[:10])
             raise AmbiguousFeedError(f"{text!r} matches {len(matches)} feeds ({names}); use an id")
     raise NotFoundError(f"no feed matches {text!r}; `storyfeed feeds` lists them")
 
@@ -207,6 +208,8 @@ def normalise_url(text: str, cwd: Path | None = None) -> str:
     value = text.strip()
     if not value:
         raise InvalidURLError("an empty URL")
+    if re.match(r"^[\w.-]+\.[a-z]{2,}:\d+(?:/|$)", value, re.IGNORECASE):
+        value = "https://" + value  # `example.org:8080/feed`: a host and port, not a scheme
     parts = urlsplit(value)
     scheme = parts.scheme.lower()
     if scheme in {"http", "https"}:

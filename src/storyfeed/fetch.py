@@ -7,15 +7,18 @@ so that both the compressed and the inflated size are capped while streaming.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import queue
+import socket
+import ssl
 import threading
-import time
 import zlib
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -32,7 +35,6 @@ ACCEPT = (
     "text/xml;q=0.8, text/html;q=0.5, */*;q=0.1"
 )
 _PERMANENT = frozenset({301, 308})
-_CHUNK = 64 * 1024
 
 
 class _Abort(Exception):
@@ -42,77 +44,101 @@ class _Abort(Exception):
 def fetch_many(
     requests: Iterable[FetchRequest], settings: Settings, now: datetime
 ) -> Iterator[FetchResult]:
-    """Fetch concurrently (bounded overall and per host); yield results as they finish."""
+    """Fetch concurrently (bounded overall and per host); yield results as they finish.
+
+    The fetches run on an event loop in a worker thread, so the caller can store
+    one feed while others are still downloading. Closing the iterator early (say on
+    Ctrl-C) cancels what is still under way.
+    """
     todo = list(requests)
     if not todo:
         return
-    limits = _HostLimits(settings.per_host)
-    with (
-        _client(settings) as client,
-        ThreadPoolExecutor(max_workers=max(1, min(settings.concurrency, len(todo)))) as pool,
-    ):
-        futures = [pool.submit(_fetch_limited, client, limits, r, settings, now) for r in todo]
+    finished: queue.SimpleQueue[FetchResult | None] = queue.SimpleQueue()
+    started = threading.Event()
+    running: dict[str, Any] = {}
+
+    async def main() -> None:
+        running["loop"], running["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        started.set()
         try:
-            for future in as_completed(futures):
-                yield future.result()
+            await _fetch_all(todo, settings, now, finished.put)
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:  # re-raised in the caller's thread
+            running["error"] = exc
         finally:
-            for future in futures:
-                future.cancel()
+            finished.put(None)
+
+    worker = threading.Thread(target=asyncio.run, args=(main(),), name="storyfeed-fetch")
+    worker.start()
+    started.wait()
+    try:
+        while (result := finished.get()) is not None:
+            yield result
+    finally:
+        if worker.is_alive():
+            running["loop"].call_soon_threadsafe(running["task"].cancel)
+        worker.join()
+    if "error" in running:
+        raise running["error"]
 
 
 def fetch_one(request: FetchRequest, settings: Settings, now: datetime) -> FetchResult:
-    with _client(settings) as client:
-        return fetch(client, request, settings, now)
+    async def main() -> FetchResult:
+        async with _client(settings) as client:
+            return await fetch(client, request, settings, now)
+
+    return asyncio.run(main())
 
 
-def _client(settings: Settings) -> httpx.Client:
-    return httpx.Client(
+async def _fetch_all(
+    todo: list[FetchRequest],
+    settings: Settings,
+    now: datetime,
+    emit: Callable[[FetchResult], None],
+) -> None:
+    per_host: dict[str, asyncio.Semaphore] = {}
+    overall = asyncio.Semaphore(max(1, settings.concurrency))
+
+    async def one(client: httpx.AsyncClient, request: FetchRequest) -> None:
+        host = urlsplit(request.url).hostname or ""
+        limit = per_host.setdefault(host, asyncio.Semaphore(max(1, settings.per_host)))
+        async with limit, overall:  # the host's turn first, so no slot idles waiting
+            emit(await fetch(client, request, settings, now))
+
+    async with _client(settings) as client, asyncio.TaskGroup() as group:
+        for request in todo:
+            group.create_task(one(client, request))
+
+
+def _client(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
-        timeout=httpx.Timeout(
-            settings.read_timeout, connect=settings.connect_timeout, pool=settings.feed_deadline
-        ),
+        timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
         follow_redirects=True,
         max_redirects=10,
-        limits=httpx.Limits(max_connections=settings.concurrency * 2),
+        limits=httpx.Limits(max_connections=max(1, settings.concurrency)),
     )
 
 
-class _HostLimits:
-    def __init__(self, per_host: int) -> None:
-        self._per_host = max(1, per_host)
-        self._lock = threading.Lock()
-        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
-
-    def semaphore(self, url: str) -> threading.BoundedSemaphore:
-        host = urlsplit(url).hostname or ""
-        with self._lock:
-            if host not in self._semaphores:
-                self._semaphores[host] = threading.BoundedSemaphore(self._per_host)
-            return self._semaphores[host]
-
-
-def _fetch_limited(
-    client: httpx.Client,
-    limits: _HostLimits,
-    request: FetchRequest,
-    settings: Settings,
-    now: datetime,
+async def fetch(
+    client: httpx.AsyncClient, request: FetchRequest, settings: Settings, now: datetime
 ) -> FetchResult:
-    with limits.semaphore(request.url):
-        return fetch(client, request, settings, now)
+    """Fetch one feed URL (http, https or file) into a result value.
 
-
-def fetch(
-    client: httpx.Client, request: FetchRequest, settings: Settings, now: datetime
-) -> FetchResult:
-    """Fetch one feed URL (http, https or file) into a result value."""
+    ``feed_deadline`` bounds the whole exchange, connecting and headers included,
+    so a server that drips bytes cannot hold a run up.
+    """
     scheme = urlsplit(request.url).scheme.lower()
     if scheme == "file":
         return _fetch_file(request, settings)
     if scheme not in {"http", "https"}:
         return _error(request, f"cannot fetch {scheme or 'scheme-less'} URLs")
     try:
-        return _fetch_http(client, request, settings, now)
+        async with asyncio.timeout(settings.feed_deadline):
+            return await _fetch_http(client, request, settings, now)
+    except TimeoutError:
+        return _error(request, f"took longer than the {settings.feed_deadline:g} s deadline")
     except _Abort as exc:
         return _error(request, str(exc))
     except httpx.TimeoutException:
@@ -132,19 +158,19 @@ def fetch(
 
 
 def _connect_message(exc: httpx.ConnectError) -> str:
-    text = str(exc)
-    lowered = text.lower()
-    if "refused" in lowered:
-        return "connection refused"
-    if (
-        "name or service not known" in lowered
-        or "nodename nor servname" in lowered
-        or ("name resolution" in lowered or "no address associated" in lowered)
-    ):
-        return "could not resolve the host name"
-    if "certificate" in lowered or "ssl" in lowered:
-        return "TLS error: " + text
-    return "could not connect: " + (text or type(exc).__name__)
+    """Name the cause, which anyio wraps in "All connection attempts failed"."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "could not resolve the host name"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS error: {cause.reason or cause}"
+        if isinstance(cause, TimeoutError):
+            return "timed out while connecting"
+        cause = cause.__cause__ or cause.__context__
+    return f"could not connect: {exc or type(exc).__name__}"
 
 
 def _error(request: FetchRequest, message: str) -> FetchResult:
@@ -155,16 +181,15 @@ def _error(request: FetchRequest, message: str) -> FetchResult:
     )
 
 
-def _fetch_http(
-    client: httpx.Client, request: FetchRequest, settings: Settings, now: datetime
+async def _fetch_http(
+    client: httpx.AsyncClient, request: FetchRequest, settings: Settings, now: datetime
 ) -> FetchResult:
     headers = {}
     if request.etag:
         headers["If-None-Match"] = request.etag
     if request.last_modified:
         headers["If-Modified-Since"] = request.last_modified
-    deadline = time.monotonic() + settings.feed_deadline
-    with client.stream("GET", request.url, headers=headers) as response:
+    async with client.stream("GET", request.url, headers=headers) as response:
         status = response.status_code
         base = FetchResult(
             request=request,
@@ -194,7 +219,7 @@ def _fetch_http(
             )
         return replace(
             base,
-            body=_read_body(response, settings.max_body_bytes, deadline),
+            body=await _read_body(response, settings.max_body_bytes),
             etag=response.headers.get("etag", ""),
             last_modified=response.headers.get("last-modified", ""),
         )
@@ -213,19 +238,17 @@ def _permanent_target(original: str, response: httpx.Response) -> str:
     return target if target and target != original else ""
 
 
-def _read_body(response: httpx.Response, cap: int, deadline: float) -> bytes:
+async def _read_body(response: httpx.Response, cap: int) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise _Abort(f"the body is larger than the {_size(cap)} cap")
     decoder = _Decoder(response.headers.get("content-encoding", ""), cap)
     raw_total = 0
-    for chunk in response.iter_raw(_CHUNK):
+    async for chunk in response.aiter_raw():
         raw_total += len(chunk)
         if raw_total > cap:
             raise _Abort(f"the body is larger than the {_size(cap)} cap")
         decoder.feed(chunk)
-        if time.monotonic() > deadline:
-            raise _Abort("took longer than the per-feed deadline")
     return decoder.finish()
 
 
@@ -299,13 +322,16 @@ def _size(n: int) -> str:
 
 
 def _max_age(cache_control: str) -> int | None:
+    """Seconds from ``max-age``; none when ``no-cache``/``no-store`` appear anywhere."""
+    max_age = None
     for directive in cache_control.split(","):
         name, _, value = directive.strip().partition("=")
-        if name.lower() in {"no-cache", "no-store"}:
+        name, value = name.strip().lower(), value.strip().strip('"')
+        if name in {"no-cache", "no-store"}:
             return None
-        if name.lower() == "max-age" and value.strip().strip('"').isdigit():
-            return int(value.strip().strip('"'))
-    return None
+        if name == "max-age" and value.isascii() and value.isdigit():
+            max_age = int(value)
+    return max_age
 
 
 def _retry_after(value: str, now: datetime) -> datetime | None:

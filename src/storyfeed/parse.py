@@ -130,7 +130,10 @@ def _origin(base: str) -> str:
 
 
 def _restored(item: Mapping[str, Any], origin: str, stand_in_dir: str) -> dict[str, Any]:
-    """A copy of a feedparser dict with the real origin in its link, and its id as written."""
+    """A plain-dict copy of a feedparser dict, with the real origin in its link and its id
+    as written. (A plain dict also escapes FeedParserDict's deprecated fallback from
+    ``updated_parsed`` to the published date, which warns: feedparser issue 310.)
+    """
     copy = dict(item)
     link, key = copy.get("link"), copy.get("id")
     if isinstance(link, str) and link.startswith(_STAND_IN + "/") and origin:
@@ -178,11 +181,7 @@ def _xml_story(entry: Mapping[str, Any], base: str, now: datetime, feed_author: 
         summary = ""  # feedparser copies content into summary; keep one copy
     title = _title(entry.get("title_detail"), entry.get("title", ""))
     author = entry.get("author", "")
-    # dict.get: FeedParserDict.get("updated_parsed") falls back to the published
-    # date with a DeprecationWarning (feedparser issue 310).
-    published, flag = _date(
-        dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed"), now
-    )
+    published, flag = _date(entry.get("published_parsed") or entry.get("updated_parsed"), now)
     key = entry.get("id", "")
     return _story(
         key=key if isinstance(key, str) else "",

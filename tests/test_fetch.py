@@ -1,0 +1,952 @@
+"""End-to-end tests of storyfeed.fetch against real HTTP servers on 127.0.0.1.
+
+pytest-httpserver answers well-formed requests; ``RawServer`` below answers byte
+by byte for what a well-behaved server cannot do (drip, lie, reset, stall).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import gzip
+import re
+import socket
+import struct
+import threading
+import time
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from pytest_httpserver import HTTPServer
+
+import storyfeed
+from conftest import DATA, NOW
+from storyfeed.config import Settings
+from storyfeed.fetch import fetch, fetch_many, fetch_one
+from storyfeed.models import FetchOutcome, FetchRequest, FetchResult
+
+CAP = 64 * 1024
+SETTINGS = Settings(
+    connect_timeout=1.0,
+    read_timeout=1.0,
+    feed_deadline=1.5,
+    max_body_bytes=CAP,
+    concurrency=4,
+    per_host=2,
+)
+RSS = (DATA / "blog.rss").read_bytes()
+
+
+def get(url: str, settings: Settings = SETTINGS, **validators: str) -> FetchResult:
+    return fetch_one(FetchRequest(feed_id=1, url=url, **validators), settings, NOW)
+
+
+def closed_port() -> int:
+    """A loopback port that was bound and released, so nothing listens on it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- a raw TCP server for misbehaving peers -------------------------------------------
+
+Handle = Callable[[socket.socket, "RawServer"], None]
+
+
+class RawServer:
+    """Accepts connections on 127.0.0.1 and lets ``handle`` write whatever bytes it likes."""
+
+    def __init__(self, handle: Handle) -> None:
+        self.handle = handle
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.active = 0
+        self.most_active = 0
+        self.requests = 0
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=32)
+        self._listener.settimeout(0.05)
+        self.port = int(self._listener.getsockname()[1])
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept)
+        self._acceptor.start()
+
+    def url(self, path: str = "/feed") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,))
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5.0)
+            # OSError: the client gave up first, which is what most of these tests want.
+            with contextlib.suppress(OSError):
+                self.handle(conn, self)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep; True if the server is shutting down (the handler should return)."""
+        return self.stopping.wait(seconds)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self._acceptor.join()
+        for thread in self._threads:
+            thread.join()
+        self._listener.close()
+
+
+def read_head(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[Handle], RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(handle: Handle) -> RawServer:
+        server = RawServer(handle)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+# --- request headers ------------------------------------------------------------------
+
+
+def test_user_agent_and_accept_headers_are_sent(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed").respond_with_data(RSS, content_type="application/rss+xml")
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.OK
+    request, _ = httpserver.log[0]
+    agent = request.headers["User-Agent"]
+    assert re.fullmatch(rf"storyfeed/{re.escape(storyfeed.__version__)} \(\+https?://\S+\)", agent)
+    assert storyfeed.PROJECT_URL in agent
+    accept = request.headers["Accept"]
+    for media_type in ("application/rss+xml", "application/atom+xml", "application/feed+json"):
+        assert media_type in accept
+
+
+def test_no_validators_means_no_conditional_headers(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed").respond_with_data(RSS)
+
+    get(httpserver.url_for("/feed"))
+
+    request, _ = httpserver.log[0]
+    assert "If-None-Match" not in request.headers
+    assert "If-Modified-Since" not in request.headers
+
+
+# --- conditional GET and caching headers ----------------------------------------------
+
+LAST_MODIFIED = "Mon, 01 Jun 2026 10:00:00 GMT"
+
+
+def test_conditional_get_sends_validators_and_304_is_not_modified(
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request(
+        "/feed", headers={"If-None-Match": '"v1"', "If-Modified-Since": LAST_MODIFIED}
+    ).respond_with_data(b"", status=304)
+
+    result = get(httpserver.url_for("/feed"), etag='"v1"', last_modified=LAST_MODIFIED)
+
+    request, _ = httpserver.log[0]
+    assert request.headers["If-None-Match"] == '"v1"'
+    assert request.headers["If-Modified-Since"] == LAST_MODIFIED
+    assert result.outcome is FetchOutcome.NOT_MODIFIED
+    assert result.http_status == 304
+    assert result.body == b""
+    assert result.error == ""
+    # A 304 that does not repeat the validators keeps the ones that were sent.
+    assert result.etag == '"v1"'
+    assert result.last_modified == LAST_MODIFIED
+
+
+def test_304_with_a_new_etag_reports_it(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed").respond_with_data(b"", status=304, headers={"ETag": '"v2"'})
+
+    result = get(httpserver.url_for("/feed"), etag='"v1"')
+
+    assert result.outcome is FetchOutcome.NOT_MODIFIED
+    assert result.etag == '"v2"'
+
+
+def test_200_captures_body_validators_and_headers(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed").respond_with_data(
+        RSS,
+        content_type="application/rss+xml; charset=utf-8",
+        headers={"ETag": '"abc"', "Last-Modified": LAST_MODIFIED},
+    )
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.http_status == 200
+    assert result.body == RSS
+    assert result.etag == '"abc"'
+    assert result.last_modified == LAST_MODIFIED
+    assert result.final_url == httpserver.url_for("/feed")
+    assert result.moved_to == ""
+    assert result.headers["content-type"] == "application/rss+xml; charset=utf-8"
+    assert result.error == ""
+
+
+def test_200_without_validators_has_empty_ones(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed").respond_with_data(RSS)
+
+    result = get(httpserver.url_for("/feed"), etag='"old"', last_modified=LAST_MODIFIED)
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.etag == ""
+    assert result.last_modified == ""
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "max_age"),
+    [
+        ("max-age=3600", 3600),
+        ("public, max-age=600", 600),
+        ('max-age="120"', 120),
+        ("MAX-AGE=60", 60),
+        ("max-age=0", 0),
+        ("no-cache", None),
+        ("no-store", None),
+        ("no-cache, max-age=60", None),
+        pytest.param("max-age=60, no-cache", None),
+        ("max-age=soon", None),
+        (None, None),
+    ],
+)
+def test_cache_control_max_age(
+    httpserver: HTTPServer, cache_control: str | None, max_age: int | None
+) -> None:
+    headers = {"Cache-Control": cache_control} if cache_control is not None else {}
+    httpserver.expect_request("/feed").respond_with_data(RSS, headers=headers)
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.max_age == max_age
+
+
+# --- redirects ------------------------------------------------------------------------
+
+
+def redirect(httpserver: HTTPServer, path: str, status: int, to: str) -> None:
+    httpserver.expect_request(path).respond_with_data(
+        b"", status=status, headers={"Location": httpserver.url_for(to)}
+    )
+
+
+def test_301_chain_sets_moved_to_the_final_url(httpserver: HTTPServer) -> None:
+    redirect(httpserver, "/old", 301, "/older")
+    redirect(httpserver, "/older", 301, "/new")
+    httpserver.expect_request("/new").respond_with_data(RSS)
+
+    result = get(httpserver.url_for("/old"))
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.body == RSS
+    assert result.moved_to == httpserver.url_for("/new")
+    assert result.final_url == httpserver.url_for("/new")
+
+
+def test_308_sets_moved_to(httpserver: HTTPServer) -> None:
+    redirect(httpserver, "/old", 308, "/new")
+    httpserver.expect_request("/new").respond_with_data(RSS)
+
+    result = get(httpserver.url_for("/old"))
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.moved_to == httpserver.url_for("/new")
+
+
+def test_relative_location_is_resolved_in_moved_to(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/old").respond_with_data(
+        b"", status=301, headers={"Location": "/new"}
+    )
+    httpserver.expect_request("/new").respond_with_data(RSS)
+
+    result = get(httpserver.url_for("/old"))
+
+    assert result.moved_to == httpserver.url_for("/new")
+
+
+def test_302_is_followed_but_not_remembered(httpserver: HTTPServer) -> None:
+    redirect(httpserver, "/feed", 302, "/today")
+    httpserver.expect_request("/today").respond_with_data(RSS)
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.body == RSS
+    assert result.final_url == httpserver.url_for("/today")
+    assert result.moved_to == ""
+
+
+def test_301_then_302_keeps_only_the_permanent_prefix(httpserver: HTTPServer) -> None:
+    redirect(httpserver, "/a", 301, "/b")
+    redirect(httpserver, "/b", 302, "/c")
+    httpserver.expect_request("/c").respond_with_data(RSS)
+
+    result = get(httpserver.url_for("/a"))
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.final_url == httpserver.url_for("/c")
+    assert result.moved_to == httpserver.url_for("/b")
+
+
+def test_302_then_301_is_not_remembered(httpserver: HTTPServer) -> None:
+    redirect(httpserver, "/a", 302, "/b")
+    redirect(httpserver, "/b", 301, "/c")
+    httpserver.expect_request("/c").respond_with_data(RSS)
+
+    result = get(httpserver.url_for("/a"))
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.moved_to == ""
+
+
+def test_redirect_to_itself_is_an_error(httpserver: HTTPServer) -> None:
+    redirect(httpserver, "/a", 301, "/a")
+
+    result = get(httpserver.url_for("/a"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "redirect" in result.error
+    assert result.body == b""
+
+
+def test_redirect_loop_between_two_urls_is_an_error(httpserver: HTTPServer) -> None:
+    redirect(httpserver, "/a", 301, "/b")
+    redirect(httpserver, "/b", 302, "/a")
+
+    result = get(httpserver.url_for("/a"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "redirect" in result.error
+    assert len(httpserver.log) <= 12  # gave up after a bounded number of hops
+
+
+# --- status codes ---------------------------------------------------------------------
+
+
+def test_410_is_gone(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed").respond_with_data(b"retired", status=410)
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.GONE
+    assert result.http_status == 410
+    assert result.body == b""
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_in_seconds(httpserver: HTTPServer, status: int) -> None:
+    httpserver.expect_request("/feed").respond_with_data(
+        b"slow down", status=status, headers={"Retry-After": "120"}
+    )
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert f"HTTP {status}" in result.error
+    assert result.retry_after == NOW + timedelta(seconds=120)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_as_http_date(httpserver: HTTPServer, status: int) -> None:
+    when = NOW + timedelta(hours=3)
+    httpserver.expect_request("/feed").respond_with_data(
+        b"", status=status, headers={"Retry-After": email.utils.format_datetime(when, True)}
+    )
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert result.retry_after == when
+    assert result.retry_after.tzinfo is not None
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", "1.5", "Someday, 99 Foo 20xx", ""])
+def test_garbage_retry_after_is_ignored(httpserver: HTTPServer, value: str) -> None:
+    httpserver.expect_request("/feed").respond_with_data(
+        b"", status=503, headers={"Retry-After": value}
+    )
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "HTTP 503" in result.error
+    assert result.retry_after is None
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_error_status_is_an_error(httpserver: HTTPServer, status: int) -> None:
+    httpserver.expect_request("/feed").respond_with_data(b"<html>oops</html>", status=status)
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert f"HTTP {status}" in result.error
+    assert result.http_status == status
+    assert result.body == b""
+    assert result.retry_after is None
+
+
+# --- body size cap --------------------------------------------------------------------
+
+
+def test_body_exactly_at_the_cap_is_accepted(httpserver: HTTPServer) -> None:
+    body = b"x" * CAP
+    httpserver.expect_request("/feed").respond_with_data(body)
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.body == body
+
+
+def test_content_length_over_the_cap_is_an_error(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed").respond_with_data(b"x" * (CAP + 1))
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "cap" in result.error
+    assert result.body == b""
+
+
+def chunked(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    for piece in pieces:
+        yield b"%x\r\n%s\r\n" % (len(piece), piece)
+    yield b"0\r\n\r\n"
+
+
+def serve_chunked(total: int) -> Handle:
+    """A handler sending ``total`` bytes of body in 8 KiB chunks, with no Content-Length."""
+
+    def handle(conn: socket.socket, server: RawServer) -> None:
+        read_head(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        pieces = (b"y" * min(8192, total - sent) for sent in range(0, total, 8192))
+        for frame in chunked(pieces):
+            conn.sendall(frame)
+            if server.stopping.is_set():
+                return
+
+    return handle
+
+
+def test_chunked_body_under_the_cap_is_read(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    server = raw_server(serve_chunked(CAP - 10))
+
+    result = get(server.url())
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.body == b"y" * (CAP - 10)
+
+
+def test_chunked_body_over_the_cap_is_an_error(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    server = raw_server(serve_chunked(4 * CAP))
+
+    result = get(server.url())
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "cap" in result.error
+    assert result.body == b""
+
+
+# --- content codings ------------------------------------------------------------------
+
+
+def raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", raw_deflate),
+    ],
+    ids=["gzip", "x-gzip", "deflate-zlib", "deflate-raw"],
+)
+def test_compressed_bodies_are_decoded(
+    httpserver: HTTPServer, coding: str, encode: Callable[[bytes], bytes]
+) -> None:
+    httpserver.expect_request("/feed").respond_with_data(
+        encode(RSS), headers={"Content-Encoding": coding}
+    )
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.body == RSS
+
+
+def test_multi_member_gzip_is_decoded_whole(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed").respond_with_data(
+        gzip.compress(RSS[:100]) + gzip.compress(RSS[100:]),
+        headers={"Content-Encoding": "gzip"},
+    )
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.body == RSS
+
+
+def test_compressed_body_over_the_cap_when_inflated_is_an_error(httpserver: HTTPServer) -> None:
+    body = gzip.compress(b"z" * (CAP + 1))
+    assert len(body) < CAP
+    httpserver.expect_request("/feed").respond_with_data(body, headers={"Content-Encoding": "gzip"})
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "cap" in result.error
+
+
+def test_gzip_bomb_is_stopped_with_bounded_memory(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    cap = 256 * 1024
+    bomb = gzip.compress(b"\0" * (32 * 1024 * 1024), compresslevel=9)
+    assert len(bomb) < cap  # small on the wire, 128 times the cap when inflated
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+
+    def send_bomb(conn: socket.socket, server: RawServer) -> None:
+        # A raw server, not werkzeug: its request parsing allocates megabytes that
+        # tracemalloc would count, since it runs in this process.
+        read_head(conn)
+        conn.sendall(head % len(bomb) + bomb)
+
+    server = raw_server(send_bomb)
+    settings = Settings(read_timeout=1.0, feed_deadline=5.0, max_body_bytes=cap)
+    request = FetchRequest(feed_id=1, url=server.url("/bomb"))
+
+    tracemalloc.start()
+    try:
+        result = fetch_one(request, settings, NOW)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "cap" in result.error
+    assert peak < 10 * cap, f"peak {peak} bytes"
+
+
+def test_corrupt_gzip_is_an_error(httpserver: HTTPServer) -> None:
+    body = bytearray(gzip.compress(RSS))
+    middle = len(body) // 2
+    body[middle : middle + 16] = bytes(b ^ 0xFF for b in body[middle : middle + 16])
+    httpserver.expect_request("/feed").respond_with_data(
+        bytes(body), headers={"Content-Encoding": "gzip"}
+    )
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "corrupt" in result.error
+    assert result.body == b""
+
+
+def test_body_that_is_not_gzip_at_all_is_an_error(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed").respond_with_data(RSS, headers={"Content-Encoding": "gzip"})
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "corrupt" in result.error
+
+
+def test_truncated_gzip_is_an_error(httpserver: HTTPServer) -> None:
+    body = gzip.compress(RSS)
+    httpserver.expect_request("/feed").respond_with_data(
+        body[: len(body) // 2], headers={"Content-Encoding": "gzip"}
+    )
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "truncated" in result.error
+    assert result.body == b""
+
+
+def test_unsupported_content_encoding_is_an_error(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed").respond_with_data(
+        b"\x1b\x00\x00", headers={"Content-Encoding": "br"}
+    )
+
+    result = get(httpserver.url_for("/feed"))
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "Content-Encoding" in result.error
+
+
+# --- slow, stalled and broken servers -------------------------------------------------
+
+SLOW = Settings(connect_timeout=1.0, read_timeout=0.5, feed_deadline=1.0, max_body_bytes=CAP)
+MARGIN = 1.0
+DRIP_FOR = 3.5  # seconds a dripping server keeps going before it gives up by itself
+
+
+def drip_body(conn: socket.socket, server: RawServer) -> None:
+    read_head(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n")
+    conn.sendall(b"Content-Length: 60000\r\n\r\n")
+    started = time.monotonic()
+    while time.monotonic() - started < DRIP_FOR:
+        conn.sendall(b"x")
+        if server.wait(0.05):
+            return
+
+
+def drip_headers(conn: socket.socket, server: RawServer) -> None:
+    read_head(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    started = time.monotonic()
+    while time.monotonic() - started < DRIP_FOR:
+        conn.sendall(b"a")
+        if server.wait(0.05):
+            return
+
+
+def test_dripping_body_is_cut_off_by_the_feed_deadline(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    server = raw_server(drip_body)
+
+    started = time.monotonic()
+    result = get(server.url(), SLOW)
+    elapsed = time.monotonic() - started
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert elapsed < SLOW.feed_deadline + MARGIN, f"took {elapsed:.1f} s"
+    assert "deadline" in result.error
+
+
+def test_dripping_headers_are_cut_off_by_the_feed_deadline(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    server = raw_server(drip_headers)
+
+    started = time.monotonic()
+    result = get(server.url(), SLOW)
+    elapsed = time.monotonic() - started
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert elapsed < SLOW.feed_deadline + MARGIN, f"took {elapsed:.1f} s"
+
+
+def stall(conn: socket.socket, server: RawServer) -> None:
+    read_head(conn)
+    server.wait(DRIP_FOR)
+
+
+def test_server_that_never_answers_is_cut_off_by_the_read_timeout(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    server = raw_server(stall)
+    settings = Settings(read_timeout=0.5, feed_deadline=10.0, max_body_bytes=CAP)
+
+    started = time.monotonic()
+    result = get(server.url(), settings)
+    elapsed = time.monotonic() - started
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert result.error == "timed out"
+    assert elapsed < settings.read_timeout + MARGIN, f"took {elapsed:.1f} s"
+
+
+def short_body(conn: socket.socket, server: RawServer) -> None:
+    read_head(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n")
+    conn.sendall(b"<rss>short")
+
+
+def test_body_shorter_than_its_content_length_is_an_error(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    server = raw_server(short_body)
+
+    result = get(server.url())
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "closed the connection" in result.error
+    assert result.body == b""
+
+
+def reset_mid_body(conn: socket.socket, server: RawServer) -> None:
+    read_head(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 60000\r\n\r\n")
+    conn.sendall(b"<rss>" + b" " * 1000)
+    server.wait(0.1)
+    # SO_LINGER with a zero timeout turns close() into a TCP reset.
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_connection_reset_mid_body_is_an_error(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    server = raw_server(reset_mid_body)
+
+    result = get(server.url())
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "ReadError" in result.error or "closed the connection" in result.error
+    assert result.body == b""
+
+
+def test_connection_refused() -> None:
+    result = get(f"http://127.0.0.1:{closed_port()}/feed")
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert result.error == "connection refused"
+    assert result.http_status is None
+
+
+# --- passwords never leak into messages -----------------------------------------------
+
+
+def with_password(url: str) -> str:
+    return url.replace("http://", "http://user:secret@", 1)
+
+
+@pytest.mark.parametrize("case", ["404", "500", "loop", "refused", "timeout", "cap"])
+def test_password_never_appears_in_an_error(
+    httpserver: HTTPServer, raw_server: Callable[[Handle], RawServer], case: str
+) -> None:
+    httpserver.expect_request("/404").respond_with_data(b"", status=404)
+    httpserver.expect_request("/500").respond_with_data(b"", status=500)
+    redirect(httpserver, "/loop", 301, "/loop")
+    httpserver.expect_request("/cap").respond_with_data(b"x" * (CAP + 1))
+    urls = {
+        "404": httpserver.url_for("/404"),
+        "500": httpserver.url_for("/500"),
+        "loop": httpserver.url_for("/loop"),
+        "cap": httpserver.url_for("/cap"),
+        "refused": f"http://127.0.0.1:{closed_port()}/feed",
+    }
+    if case == "timeout":
+        urls["timeout"] = raw_server(stall).url()
+    settings = Settings(read_timeout=0.5, feed_deadline=1.0, max_body_bytes=CAP)
+
+    result = get(with_password(urls[case]), settings)
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert result.error
+    assert "secret" not in result.error
+
+
+def test_password_url_is_fetched_with_basic_auth(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed").respond_with_data(RSS)
+
+    result = get(with_password(httpserver.url_for("/feed")))
+
+    assert result.outcome is FetchOutcome.OK
+    request, _ = httpserver.log[0]
+    assert request.authorization is not None
+    assert request.authorization.username == "user"
+    assert request.authorization.password == "secret"
+
+
+# --- other schemes --------------------------------------------------------------------
+
+
+def test_file_url_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "my feeds" / "feed.rss"
+    path.parent.mkdir()
+    path.write_bytes(RSS)
+
+    result = get(path.as_uri())
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.body == RSS
+    assert result.final_url == path.as_uri()
+
+
+def test_file_url_with_localhost_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "feed.rss"
+    path.write_bytes(RSS)
+
+    result = get(f"file://localhost{path}")
+
+    assert result.outcome is FetchOutcome.OK
+    assert result.body == RSS
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    result = get((tmp_path / "absent.rss").as_uri())
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "no such file" in result.error
+    assert "absent.rss" in result.error
+
+
+def test_directory_is_an_error(tmp_path: Path) -> None:
+    result = get(tmp_path.as_uri())
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "directory" in result.error
+
+
+def test_file_over_the_cap_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "big.rss"
+    path.write_bytes(b"x" * (CAP + 1))
+
+    result = get(path.as_uri())
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "cap" in result.error
+
+
+def test_file_url_on_another_host_is_an_error() -> None:
+    result = get("file://fileserver/share/feed.rss")
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "another host" in result.error
+
+
+def test_unsupported_scheme_is_an_error() -> None:
+    result = get("ftp://127.0.0.1/feed.rss")
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "ftp" in result.error
+
+
+# --- fetch with a caller's client -----------------------------------------------------
+
+
+def test_fetch_uses_the_given_client(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/a").respond_with_data(b"first")
+    httpserver.expect_request("/b").respond_with_data(b"second", status=404)
+
+    async def both() -> tuple[FetchResult, FetchResult]:
+        async with httpx.AsyncClient(timeout=2.0, headers={"X-Test": "yes"}) as client:
+            first = await fetch(
+                client, FetchRequest(feed_id=1, url=httpserver.url_for("/a")), SETTINGS, NOW
+            )
+            second = await fetch(
+                client, FetchRequest(feed_id=2, url=httpserver.url_for("/b")), SETTINGS, NOW
+            )
+        return first, second
+
+    first, second = asyncio.run(both())
+
+    assert (first.outcome, first.body) == (FetchOutcome.OK, b"first")
+    assert second.outcome is FetchOutcome.ERROR
+    assert "HTTP 404" in second.error
+    assert [request.headers["X-Test"] for request, _ in httpserver.log] == ["yes", "yes"]
+
+
+# --- many feeds -----------------------------------------------------------------------
+
+
+def test_fetch_many_returns_one_result_per_request(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/a").respond_with_data(b"<rss>a</rss>")
+    httpserver.expect_request("/b").respond_with_data(b"", status=304)
+    httpserver.expect_request("/c").respond_with_data(b"", status=404)
+    requests = [
+        FetchRequest(feed_id=1, url=httpserver.url_for("/a")),
+        FetchRequest(feed_id=2, url=httpserver.url_for("/b"), etag='"b"'),
+        FetchRequest(feed_id=3, url=httpserver.url_for("/c")),
+        FetchRequest(feed_id=4, url=f"http://127.0.0.1:{closed_port()}/dead"),
+    ]
+
+    results = list(fetch_many(requests, SETTINGS, NOW))
+
+    by_id = {result.request.feed_id: result for result in results}
+    assert len(results) == len(requests)
+    assert {result.request for result in results} == set(requests)
+    assert by_id[1].outcome is FetchOutcome.OK
+    assert by_id[1].body == b"<rss>a</rss>"
+    assert by_id[2].outcome is FetchOutcome.NOT_MODIFIED
+    assert by_id[3].outcome is FetchOutcome.ERROR
+    assert by_id[4].outcome is FetchOutcome.ERROR
+    assert by_id[4].error == "connection refused"
+
+
+def test_fetch_many_with_nothing_yields_nothing() -> None:
+    assert list(fetch_many([], SETTINGS, NOW)) == []
+
+
+def counting(conn: socket.socket, server: RawServer) -> None:
+    """Answers after a pause, recording how many requests were in flight at once."""
+    read_head(conn)
+    with server.lock:
+        server.requests += 1
+        server.active += 1
+        server.most_active = max(server.most_active, server.active)
+    server.wait(0.15)
+    with server.lock:
+        server.active -= 1
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\n<ok>")
+
+
+@pytest.mark.parametrize(("concurrency", "per_host"), [(6, 2), (6, 1), (2, 5)])
+def test_fetch_many_bounds_requests_in_flight(
+    raw_server: Callable[[Handle], RawServer], concurrency: int, per_host: int
+) -> None:
+    server = raw_server(counting)
+    settings = Settings(
+        read_timeout=2.0,
+        feed_deadline=3.0,
+        max_body_bytes=CAP,
+        concurrency=concurrency,
+        per_host=per_host,
+    )
+    requests = [FetchRequest(feed_id=i, url=server.url(f"/feed/{i}")) for i in range(6)]
+
+    results = list(fetch_many(requests, settings, NOW))
+
+    assert sorted(r.request.feed_id for r in results) == list(range(6))
+    assert all(r.outcome is FetchOutcome.OK and r.body == b"<ok>" for r in results)
+    assert server.requests == 6
+    assert server.most_active == min(concurrency, per_host)
+
+
+def test_dns_failure_is_named_without_a_lookup() -> None:
+    """A failed name lookup (built here: tests never query a resolver) gets a clear message."""
+    from storyfeed.fetch import _connect_message
+
+    error = httpx.ConnectError("All connection attempts failed")
+    error.__cause__ = OSError("All connection attempts failed")
+    error.__cause__.__cause__ = socket.gaierror(-2, "Name or service not known")
+    assert _connect_message(error) == "could not resolve the host name"
+    assert _connect_message(httpx.ConnectError("weird")) == "could not connect: weird"
