@@ -18,12 +18,13 @@ from storyfeed import cli
 PACKAGE = REPO / "src" / "storyfeed"
 README = (REPO / "README.md").read_text()
 
-# module -> the storyfeed modules it may import
+# module -> the storyfeed modules it may import (errors, models and text are stdlib-only
+# leaves; models uses text to redact the URL it falls back on as a feed's name)
 ALLOWED = {
     "__init__": set(),
     "__main__": {"cli"},
     "errors": set(),
-    "models": set(),
+    "models": {"text"},
     "text": set(),
     "config": {"errors", "models", "text"},
     "fetch": {"__init__", "errors", "models", "text", "config"},

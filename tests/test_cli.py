@@ -438,3 +438,201 @@ def test_installed_executable(home: Path, tmp_path: Path) -> None:
         missing.stderr
         == "storyfeed: error: no story with id 12345; `storyfeed list` shows the ids\n"
     )
+
+
+# --- regressions: what a demanding user tried -------------------------------------------
+
+UNTITLED_JSON = json.dumps(
+    {
+        "version": "https://jsonfeed.org/version/1.1",
+        "items": [{"id": "1", "url": "https://x.example/1", "content_html": "<p>Only a body.</p>"}],
+    }
+).encode()
+
+
+def test_an_untitled_feed_never_shows_its_password(run: Run, site: FeedSite) -> None:
+    url = site.serve("/untitled.json", UNTITLED_JSON, content_type="application/feed+json")
+    secret_url = url.replace("http://", "http://bob:s3cret@")
+    added = run("add", secret_url)
+    assert added.code == 0, added
+    outputs = [added.out]
+    for args in (("feeds",), ("feeds", "--json"), ("list", "--offline"), ("list", "--json")):
+        outputs.append(run(*args).out)
+    site.server.clear()
+    site.server.expect_request("/untitled.json").respond_with_data("", status=500)
+    failed = run("refresh", "--force")
+    outputs += [failed.out, failed.err, run("add", secret_url).err, run("remove", "1").out]
+    assert all("s3cret" not in text for text in outputs)
+    assert "bob:***@" in outputs[1] or "***@" in outputs[1]
+
+
+def test_json_summary_falls_back_to_the_content(run: Run, site: FeedSite) -> None:
+    run("add", site.serve("/untitled.json", UNTITLED_JSON, content_type="application/feed+json"))
+    (story,) = json.loads(run("list", "--json").out)
+    assert story["summary"] == "Only a body."
+
+
+def test_a_web_page_cannot_subscribe_you_to_a_local_file(
+    run: Run, site: FeedSite, tmp_path: Path
+) -> None:
+    local = tmp_path / "secret.xml"
+    local.write_bytes(BLOG)
+    page = (
+        b"<html><head>"
+        b'<link rel="alternate" type="application/rss+xml" href="' + local.as_uri().encode() + b'">'
+        b'<link rel="alternate" type="application/rss+xml" href="http://[bad/feed">'
+        b"</head></html>"
+    )
+    result = run("add", site.serve("/page", page, content_type="text/html"))
+    assert_one_error(result, "links to no feed")
+    assert json.loads(run("feeds", "--json").out) == []
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["{url}?", "{url}#top", "{upper}", "{dotted}"],
+)
+def test_the_same_feed_under_another_spelling_is_a_duplicate(
+    run: Run, site: FeedSite, spelling: str
+) -> None:
+    url = site.serve("/feeds/blog.xml", BLOG)
+    assert run("add", url).code == 0
+    variant = spelling.format(
+        url=url,
+        upper=url.replace("http://", "HTTP://"),
+        dotted=url.replace("/feeds/", "/feeds/./"),
+    )
+    assert_one_error(run("add", variant), "already subscribed")
+
+
+def test_a_file_name_that_does_not_exist_is_not_taken_for_a_host(run: Run) -> None:
+    assert_one_error(run("add", "feed.xml"), "no such file: feed.xml")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("read", "99999999999999999999999"), "no story with id"),
+        (("add", "http://[::1"), "not a valid URL"),
+    ],
+)
+def test_absurd_numbers_and_urls_are_clean_errors(
+    run: Run, args: tuple[str, ...], fragment: str
+) -> None:
+    assert_one_error(run(*args), fragment)
+
+
+def test_huge_limit_is_fine(run: Run, tmp_path: Path) -> None:
+    local = tmp_path / "feed.xml"
+    local.write_bytes(BLOG)
+    run("add", str(local))
+    assert len(lines(run("list", "--limit", "1000000000000000000000"))) == 8
+
+
+def test_broken_pipe_is_quiet_and_keeps_stories_new(home: Path, tmp_path: Path) -> None:
+    local = tmp_path / "feed.xml"
+    local.write_bytes(BLOG)
+    exe = str(Path(sys.executable).with_name("storyfeed"))
+    env = {**os.environ, "STORYFEED_HOME": str(home)}
+    subprocess.run([exe, "add", str(local)], env=env, check=True, capture_output=True)
+    # A reader that closes the pipe at once: the listing cannot be delivered.
+    done = subprocess.run(
+        f"{exe} list --json | true", shell=True, env=env, capture_output=True, text=True
+    )
+    assert done.stderr == ""
+    piped = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {exe} list | head -1"], env=env, capture_output=True
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr == b""
+
+
+def test_output_to_a_full_disk_is_an_error(home: Path, tmp_path: Path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    local = tmp_path / "feed.xml"
+    local.write_bytes(BLOG)
+    exe = str(Path(sys.executable).with_name("storyfeed"))
+    env = {**os.environ, "STORYFEED_HOME": str(home)}
+    subprocess.run([exe, "add", str(local)], env=env, check=True, capture_output=True)
+    with Path("/dev/full").open("w") as full:
+        done = subprocess.run([exe, "list"], env=env, stdout=full, stderr=subprocess.PIPE)
+    assert done.returncode == 1
+    assert done.stderr.decode().startswith("storyfeed: error: cannot write to standard output")
+    again = subprocess.run([exe, "list"], env=env, capture_output=True, text=True)
+    assert {line.split("\t")[1] for line in again.stdout.splitlines()} == {"new"}
+
+
+def test_closed_stdout_is_not_a_crash(home: Path) -> None:
+    exe = str(Path(sys.executable).with_name("storyfeed"))
+    env = {**os.environ, "STORYFEED_HOME": str(home)}
+    done = subprocess.run(f"{exe} feeds >&-", shell=True, env=env, capture_output=True, text=True)
+    assert done.returncode == 0
+    assert done.stderr == ""
+
+
+def test_help_works_whatever_the_config_says(run: Run, home: Path) -> None:
+    (home / "config.toml").write_text("bogus = 1\n")
+    assert run("list", "--help").code == 0
+    assert run("--help").code == 0
+    assert_one_error(run("list", "--offline"), "unknown setting 'bogus'")
+
+
+def test_listing_while_another_process_holds_the_database(
+    run: Run, home: Path, tmp_path: Path
+) -> None:
+    local = tmp_path / "feed.xml"
+    local.write_bytes(BLOG)
+    run("add", str(local))
+    (home / "config.toml").write_text('default_feed = ""\nbusy_timeout = 0.2\n')
+    holder = sqlite3.connect(home / "storyfeed.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        listed = run("list", "--offline")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert listed.code == 0
+    assert len(lines(listed)) == 8
+    assert listed.err.startswith("storyfeed: warning: the database is busy")
+    assert {row[1] for row in lines(run("list", "--offline"))} == {"new"}
+
+
+def test_config_values_out_of_range_are_refused(run: Run, home: Path) -> None:
+    (home / "config.toml").write_text("refresh_interval = 99999999999999\n")
+    assert_one_error(run("add", "http://127.0.0.1:1/feed"), "refresh_interval must be between")
+    (home / "config.toml").write_text("feed_deadline = nan\n")
+    assert_one_error(run("list"), "feed_deadline must be between")
+
+
+def test_named_feed_waits_for_retry_after(run: Run, site: FeedSite) -> None:
+    url = site.serve("/blog.xml", BLOG)
+    run("add", url)
+    site.server.clear()
+    site.server.expect_request("/blog.xml").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "3600"}
+    )
+    assert run("refresh", "--force").code == 1
+    site.server.clear_log()
+    held = run("refresh", "1")
+    assert held.code == 0
+    assert site.server.log == []
+    assert "Retry-After" in held.err
+    assert held.err.startswith("storyfeed: warning: Test Blog: not fetched")
+
+
+def test_year_one_dates_do_not_break_the_listing(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "Old",
+        "items": [{"id": "1", "title": "Ancient", "date_published": "0001-01-01T00:00:00Z"}],
+    }
+    local = tmp_path / "old.json"
+    local.write_text(json.dumps(feed))
+    run("add", str(local))
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    (row,) = lines(run("list", "--offline"))
+    assert row[2] == "0001-01-01T00:00:00Z"
+    assert run("read", row[0]).code == 0

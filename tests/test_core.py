@@ -529,7 +529,7 @@ def test_normalise_url_turns_an_existing_absolute_path_into_a_file_uri(tmp_path:
     ("text", "expected"),
     [
         ("example.org/feed", "https://example.org/feed"),
-        ("example.org", "https://example.org"),
+        ("example.org", "https://example.org/"),
         ("blog.example.co.uk/rss.xml", "https://blog.example.co.uk/rss.xml"),
         pytest.param("example.org:8080/feed", "https://example.org:8080/feed"),
     ],

@@ -77,7 +77,7 @@ def test_corpus_parses_and_stores_idempotently(tmp_path: Path) -> None:
         for relative, parsed in parsed_feeds:
             url = f"https://corpus.example/{relative}"
             try:
-                feed = store.add_feed(url, now=NOW)
+                feed = store.add_feed(url, now=NOW)[0]
                 update = FeedUpdate(
                     feed_id=feed.id,
                     fetched_at=NOW,

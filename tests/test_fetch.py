@@ -950,3 +950,69 @@ def test_dns_failure_is_named_without_a_lookup() -> None:
     error.__cause__.__cause__ = socket.gaierror(-2, "Name or service not known")
     assert _connect_message(error) == "could not resolve the host name"
     assert _connect_message(httpx.ConnectError("weird")) == "could not connect: weird"
+
+
+# --- what a hostile or sloppy server sends back ------------------------------------------
+
+
+def test_a_non_ascii_etag_is_neither_kept_nor_sent(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    seen: list[bytes] = []
+
+    def handle(conn: socket.socket, server: RawServer) -> None:
+        seen.append(read_head(conn))
+        body = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
+        conn.sendall(
+            b'HTTP/1.1 200 OK\r\nETag: "caf\xe9"\r\nContent-Length: %d\r\n\r\n' % len(body) + body
+        )
+
+    server = raw_server(handle)
+    first = get(server.url())
+    assert first.outcome is FetchOutcome.OK
+    assert first.etag == ""
+    # A value stored by an older version, or typed into the database, is not sent either.
+    again = get(server.url(), etag='"caf\xe9"')
+    assert again.outcome is FetchOutcome.OK
+    assert b"if-none-match" not in seen[-1].lower()
+
+
+def test_escape_sequences_in_the_reason_phrase_are_removed(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    def handle(conn: socket.socket, server: RawServer) -> None:
+        read_head(conn)
+        conn.sendall(b"HTTP/1.1 500 \x1b[31mEVIL\x1b]0;pwn\x07\r\nContent-Length: 0\r\n\r\n")
+
+    result = get(raw_server(handle).url())
+    assert result.outcome is FetchOutcome.ERROR
+    assert result.error.startswith("HTTP 500")
+    assert "\x1b" not in result.error
+    assert "\x07" not in result.error
+
+
+def test_fetch_many_never_trips_over_its_own_shutdown(httpserver: HTTPServer) -> None:
+    """The worker loop closing just as the last result arrives was once an error."""
+    httpserver.expect_request("/f").respond_with_data(b"x")
+    requests = [FetchRequest(feed_id=i, url=httpserver.url_for("/f")) for i in range(3)]
+    for _ in range(40):
+        assert len(list(fetch_many(requests, SETTINGS, NOW))) == 3
+
+
+def test_leaving_fetch_many_early_cancels_the_rest(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    def stall(conn: socket.socket, server: RawServer) -> None:
+        read_head(conn)
+        server.wait(5)
+
+    slow = raw_server(stall)
+    settings = Settings(read_timeout=5.0, feed_deadline=5.0)
+    requests = [FetchRequest(feed_id=1, url="file:///nonexistent/feed.xml")]
+    requests += [FetchRequest(feed_id=i, url=slow.url(f"/{i}")) for i in range(2, 5)]
+    started = time.monotonic()
+    results = fetch_many(requests, settings, NOW)
+    first = next(results)
+    results.close()  # what a Ctrl-C in the consumer does
+    assert first.request.feed_id == 1
+    assert time.monotonic() - started < 2.0

@@ -239,3 +239,22 @@ def test_short_dates() -> None:
     assert render.short_date(NOW + timedelta(minutes=30), NOW) == "in 30m"
     assert render.short_date(NOW + timedelta(hours=3), NOW) == "in 3h"
     assert render.short_date(NOW - timedelta(days=3), NOW) == "May 29"
+
+
+def test_dates_at_the_ends_of_the_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    ancient = datetime(1, 1, 1, tzinfo=UTC)
+    assert render.iso(ancient) == "0001-01-01T00:00:00Z"
+    assert render.short_date(ancient, NOW) == "0001-01-01"
+    view = printed(render.story_view(story(1, "Old", published=ancient), "", NOW))
+    assert "0001-01-01 00:00" in view
+
+
+def test_narrow_terminals_keep_the_ids() -> None:
+    for width in (30, 40, 45, 60):
+        text = printed(render.story_table(STORIES, NOW, show_feed=True, width=width), width)
+        rows = text.splitlines()
+        assert [row.split()[0] for row in rows[1:]] == ["12", "11", "8", "7", "3", "1"], text
+    feeds_text = printed(render.feed_table(FEEDS, NOW, width=50), width=50)
+    assert [row.split()[0] for row in feeds_text.splitlines()[1:3]] == ["1", "2"], feeds_text

@@ -3,7 +3,7 @@
 Each command parses its options, calls one use case in :mod:`storyfeed.core`
 and prints what :mod:`storyfeed.render` builds: a rich table on a terminal,
 tab-separated lines in a pipe, JSON with ``--json``. Every ``StoryfeedError``
-becomes one ``storyfeed: error: ...`` line and exit status 1 in :func:`main`.
+becomes one ``storyfeed: error: ...`` line and exit status 1 in :func:`run`.
 """
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ from __future__ import annotations
 import enum
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 
 from storyfeed import __version__, core, render
-from storyfeed.config import default_paths, load_settings
+from storyfeed.config import default_paths
 from storyfeed.errors import StoryfeedError
 from storyfeed.models import RefreshResult
 from storyfeed.text import clean_line
@@ -38,7 +38,47 @@ app = typer.Typer(
 )
 
 
-# --- output helpers -----------------------------------------------------------
+# --- output ------------------------------------------------------------------------
+
+
+class _OutputClosed(Exception):
+    """Whoever read our standard output went away (`storyfeed list | head`)."""
+
+
+class OutputError(StoryfeedError):
+    """Standard output cannot be written (a full disk, say)."""
+
+
+@contextmanager
+def _writing() -> Iterator[None]:
+    """Turn failures to write stdout into _OutputClosed or OutputError.
+
+    typer treats EPIPE itself (exit 1, silently), so a broken pipe must not
+    leave here as an OSError.
+    """
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError as exc:
+        raise _OutputClosed from exc
+    except OSError as exc:
+        raise OutputError(f"cannot write to standard output: {exc.strerror or exc}") from exc
+
+
+def _out(text: str) -> None:
+    with _writing():
+        sys.stdout.write(text)
+
+
+def _out_lines(lines: Iterable[str]) -> None:
+    with _writing():
+        for line in lines:
+            sys.stdout.write(line + "\n")
+
+
+def _show(renderable: RenderableType, console: Console | None = None) -> None:
+    with _writing():
+        (console or _console()).print(renderable)
 
 
 def _stdout_is_tty() -> bool:
@@ -61,15 +101,9 @@ def error(message: str) -> None:
     sys.stderr.write(f"storyfeed: error: {clean_line(message)}\n")
 
 
-def _print_lines(lines: Iterator[str]) -> None:
-    out = sys.stdout
-    for line in lines:
-        out.write(line + "\n")
-
-
 @contextmanager
 def _progress(total: int, label: str) -> Iterator[core.Progress | None]:
-    """A progress bar on stderr when it is a terminal; otherwise nothing."""
+    """A transient progress bar on stderr when it is a terminal; otherwise nothing."""
     if total == 0 or not sys.stderr.isatty():
         yield None
         return
@@ -96,12 +130,12 @@ def _app(ctx: typer.Context) -> core.App:
     return obj
 
 
-# --- commands ---------------------------------------------------------------------
+# --- commands ----------------------------------------------------------------------
 
 
 def _version(value: bool) -> None:
     if value:
-        sys.stdout.write(f"storyfeed {__version__}\n")
+        _out(f"storyfeed {__version__}\n")
         raise typer.Exit()
 
 
@@ -114,9 +148,7 @@ def root(
     ] = False,
 ) -> None:
     """A terminal feed reader. With no command, runs `list`."""
-    paths = default_paths()
-    settings = load_settings(paths.config_file)
-    state = core.App(paths, settings)
+    state = core.App(default_paths())
     ctx.obj = state
     ctx.call_on_close(state.close)
     if ctx.invoked_subcommand is None:
@@ -168,22 +200,23 @@ def _list(
     for message in listing.warnings:
         warn(message)
     if as_json:
-        sys.stdout.write(render.stories_json(listing.stories, core.story_summary) + "\n")
-    elif _stdout_is_tty():
-        if not listing.stories:
-            _console().print("No stories yet." if not unread else "No unread stories.")
-            return
-        feeds_shown = {story.feed_id for story in listing.stories}
+        _out(render.stories_json(listing.stories, core.story_summary) + "\n")
+    elif not _stdout_is_tty():
+        _out_lines(render.story_lines(listing.stories))
+    elif not listing.stories:
+        _show("No unread stories." if unread else "No stories yet.")
+    else:
         console = _console()
         table = render.story_table(
             listing.stories,
             state.clock(),
-            show_feed=feed is None and len(feeds_shown) > 1,
+            show_feed=feed is None and len({s.feed_id for s in listing.stories}) > 1,
             width=console.width,
         )
-        console.print(table)
-    else:
-        _print_lines(render.story_lines(listing.stories))
+        _show(table, console)
+    # Only now that the output is out have the NEW stories been shown.
+    if problem := core.record_shown(state, listing.stories):
+        warn(problem)
 
 
 @app.command("open")
@@ -203,7 +236,7 @@ def open_command(
     if not opened:
         if not print_only:
             warn("no browser could be started; here is the link")
-        sys.stdout.write(story.link + "\n")
+        _out(story.link + "\n")
 
 
 def _open_in_browser(url: str) -> bool:
@@ -224,9 +257,9 @@ def read_command(
     state = _app(ctx)
     story, body = core.read_story(state, story_id)
     if _stdout_is_tty():
-        _console().print(render.story_view(story, body, state.clock()))
+        _show(render.story_view(story, body, state.clock()))
     else:
-        sys.stdout.write(render.story_plain(story, body) + "\n")
+        _out(render.story_plain(story, body) + "\n")
 
 
 @app.command("refresh")
@@ -242,23 +275,25 @@ def refresh_command(
 ) -> None:
     """Fetch the feeds that are due now."""
     state = _app(ctx)
-    chosen = core.select_feeds(state, feeds or [], force=force)
+    chosen, held = core.select_feeds(state, feeds or [], force=force)
+    for feed in held:
+        warn(f"{feed.title}: {render.held_back(feed, state.clock())}")
     if not chosen:
-        if sys.stderr.isatty():
-            _stderr_console().print("Nothing is due; `storyfeed refresh --force` fetches all.")
+        if not held and sys.stderr.isatty():
+            hint = "" if force else "; `storyfeed refresh --force` fetches every feed"
+            _stderr_console().print(f"Nothing to fetch now{hint}.")
         return
     with _progress(len(chosen), "Refreshing") as progress:
         results = core.refresh(state, chosen, progress=progress)
-    interactive = _stdout_is_tty()
-    console = _console()
-    for result in sorted(results, key=lambda r: r.feed.id):
-        line = render.refresh_line(result)
-        if line is None:
-            continue
-        if interactive:
-            console.print(line)
-        else:
-            sys.stdout.write(line.plain + "\n")
+    lines = [
+        line for r in sorted(results, key=lambda r: r.feed.id) if (line := render.refresh_line(r))
+    ]
+    if _stdout_is_tty():
+        console = _console()
+        for line in lines:
+            _show(line, console)
+    else:
+        _out_lines(line.plain for line in lines)
     if any(result.failed for result in results):
         raise typer.Exit(EXIT_FAILED)
 
@@ -273,16 +308,19 @@ def add_command(
     subscription = core.add_feed(_app(ctx), url, title=title, cwd=Path.cwd())
     feed = subscription.feed
     noun = "story" if subscription.new == 1 else "stories"
-    sys.stdout.write(f"Subscribed to {feed.title} (feed {feed.id}): {subscription.new} {noun}.\n")
-    for link in subscription.other_links:
-        sys.stdout.write(f"  The page also offers: {link.url} ({link.title or link.type})\n")
+    lines = [f"Subscribed to {feed.title} (feed {feed.id}): {subscription.new} {noun}."]
+    lines += [
+        f"  The page also offers: {link.url} ({link.title or link.type})"
+        for link in subscription.other_links
+    ]
+    _out_lines(lines)
 
 
 @app.command("remove")
 def remove_command(ctx: typer.Context, feed: FeedArg) -> None:
     """Unsubscribe from a feed and delete its stories."""
     removed, count = core.remove_feed(_app(ctx), feed)
-    sys.stdout.write(f"Removed {removed.title} (feed {removed.id}) and {count} stories.\n")
+    _out(f"Removed {removed.title} (feed {removed.id}) and {count} stories.\n")
 
 
 @app.command("feeds")
@@ -291,11 +329,12 @@ def feeds_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     state = _app(ctx)
     feeds = core.feed_health(state)
     if as_json:
-        sys.stdout.write(render.feeds_json(feeds) + "\n")
+        _out(render.feeds_json(feeds) + "\n")
     elif _stdout_is_tty():
-        _console().print(render.feed_table(feeds, state.clock()))
+        console = _console()
+        _show(render.feed_table(feeds, state.clock(), width=console.width), console)
     else:
-        _print_lines(render.feed_lines(feeds))
+        _out_lines(render.feed_lines(feeds))
 
 
 class MarkAction(enum.StrEnum):
@@ -325,10 +364,10 @@ def mark_command(
     )
     if _stdout_is_tty():
         noun = "story" if changed == 1 else "stories"
-        sys.stdout.write(f"Marked {changed} {noun} {action.value}.\n")
+        _out(f"Marked {changed} {noun} {action.value}.\n")
 
 
-# --- the error boundary ---------------------------------------------------------
+# --- the error boundary --------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -337,6 +376,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every error becomes a line on stderr and an exit status."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:  # started with the descriptor closed (`>&-`)
+            setattr(sys, name, Path(os.devnull).open("w"))  # noqa: SIM115 (lives as long as we do)
     try:
         result = app(args=list(argv) if argv is not None else None, prog_name="storyfeed",
                      standalone_mode=False)  # fmt: skip
@@ -351,10 +394,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"Try '{ctx.command_path} --help'.\n")
         return code
     except (typer.Abort, KeyboardInterrupt):
-        sys.stderr.write("\nstoryfeed: interrupted\n")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader of a pipe went away (`storyfeed list | head`): not an error.
+        result = EXIT_INTERRUPTED
+    except _OutputClosed:
+        # Nobody reads any more; keep the interpreter's last flush from complaining.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
@@ -363,4 +405,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             raise
         error(f"internal error: {type(exc).__name__}: {exc} (STORYFEED_DEBUG=1 shows details)")
         return EXIT_FAILED
-    return int(result) if isinstance(result, int) else EXIT_OK
+    code = int(result) if isinstance(result, int) else EXIT_OK
+    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into this status
+        sys.stderr.write("\nstoryfeed: interrupted\n")
+    return code

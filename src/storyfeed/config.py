@@ -66,6 +66,20 @@ class Settings:
 
 
 _SECONDS_KEYS = {"refresh_interval", "max_interval"}
+_DAY = 24 * 60 * 60
+# Sane ranges: a value outside them is a typo, not a wish.
+_RANGES: dict[str, tuple[float, float]] = {
+    "refresh_interval": (60, 30 * _DAY),
+    "max_interval": (60, 365 * _DAY),
+    "connect_timeout": (0.1, 3600),
+    "read_timeout": (0.1, 3600),
+    "feed_deadline": (0.1, 3600),
+    "max_body_bytes": (1024, 1024**3),
+    "concurrency": (1, 256),
+    "per_host": (1, 64),
+    "list_limit": (1, 100_000),
+    "busy_timeout": (0.05, 3600),
+}
 
 
 def _duration(key: str, value: object) -> int:
@@ -81,6 +95,10 @@ def _duration(key: str, value: object) -> int:
         if number.isdigit() and int(number) > 0:
             return int(number) * units[unit]
     raise ConfigError(f"config: {key} must be a duration like 30m, not {value!r}")
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
 def load_settings(path: Path) -> Settings:
@@ -124,4 +142,14 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"config: {key} must be a positive whole number")
             values[key] = value
+        low, high = _RANGES.get(key, (float("-inf"), float("inf")))
+        if (
+            key in values
+            and isinstance(values[key], int | float)
+            and not low <= values[key] <= high
+        ):
+            unit = " seconds" if key in _SECONDS_KEYS else ""
+            raise ConfigError(
+                f"config: {key} must be between {_number(low)} and {_number(high)}{unit}"
+            )
     return Settings(**values, extra=extra)

@@ -9,17 +9,19 @@ feedparser, are imported only when something is fetched.
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
-from storyfeed.config import Paths, Settings
+from storyfeed.config import Paths, Settings, load_settings
 from storyfeed.errors import (
     AmbiguousFeedError,
+    DatabaseBusyError,
     DuplicateFeedError,
     FetchError,
     InvalidURLError,
@@ -54,12 +56,22 @@ class App:
     """The settings, paths and (lazily opened) store of one command."""
 
     def __init__(
-        self, paths: Paths, settings: Settings, clock: Callable[[], datetime] = utcnow
+        self,
+        paths: Paths,
+        settings: Settings | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.paths = paths
-        self.settings = settings
+        self._settings = settings
         self.clock = clock
         self._store: Store | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """Read on first use, so that `--help` works whatever config.toml holds."""
+        if self._settings is None:
+            self._settings = load_settings(self.paths.config_file)
+        return self._settings
 
     @property
     def store(self) -> Store:
@@ -127,7 +139,7 @@ def decide_update(
     """What one fetch means for a feed: the row to write and the outcome to report."""
     success = fetched.outcome in {FetchOutcome.OK, FetchOutcome.NOT_MODIFIED} and not parse_error
     if success:
-        ttl = parsed.ttl_seconds if parsed else None
+        ttl = parsed.ttl_seconds if parsed else feed.ttl_seconds
         common = FeedUpdate(
             feed_id=feed.id,
             fetched_at=now,
@@ -148,6 +160,7 @@ def decide_update(
             body_hash=digest,
             feed_title=parsed.title or None,
             site_url=parsed.site_url or None,
+            ttl_seconds=parsed.ttl_seconds,
             stories=parsed.stories,
         ), RefreshOutcome.UPDATED
     errors = feed.error_count + 1
@@ -203,6 +216,9 @@ def resolve_feed(feeds: Sequence[Feed], text: str) -> Feed:
     raise NotFoundError(f"no feed matches {text!r}; `storyfeed feeds` lists them")
 
 
+_FILE_SUFFIXES = (".xml", ".rss", ".atom", ".rdf", ".json", ".html", ".htm", ".opml", ".txt")
+
+
 def normalise_url(text: str, cwd: Path | None = None) -> str:
     """A feed URL from what a user typed: http(s)/file URL, local path, or bare host."""
     value = text.strip()
@@ -210,18 +226,21 @@ def normalise_url(text: str, cwd: Path | None = None) -> str:
         raise InvalidURLError("an empty URL")
     if re.match(r"^[\w.-]+\.[a-z]{2,}:\d+(?:/|$)", value, re.IGNORECASE):
         value = "https://" + value  # `example.org:8080/feed`: a host and port, not a scheme
-    parts = urlsplit(value)
-    scheme = parts.scheme.lower()
-    if scheme in {"http", "https"}:
-        if not parts.hostname:
-            raise InvalidURLError(f"{redact_url(value)!r} has no host name")
-        try:
-            parts.port  # noqa: B018 (raises ValueError for a bad port)
-        except ValueError as exc:
-            raise InvalidURLError(f"{redact_url(value)!r} has an invalid port") from exc
-        return value
-    if scheme == "file":
-        return value
+    try:
+        parts = urlsplit(value)
+        scheme = parts.scheme.lower()
+        if scheme in {"http", "https"}:
+            if not parts.hostname:
+                raise InvalidURLError(f"{redact_url(value)!r} has no host name")
+            try:
+                parts.port  # noqa: B018 (raises ValueError for a bad port)
+            except ValueError as exc:
+                raise InvalidURLError(f"{redact_url(value)!r} has an invalid port") from exc
+            return canonical_url(value)
+        if scheme == "file":
+            return canonical_url(value)
+    except ValueError as exc:
+        raise InvalidURLError(f"{redact_url(value)!r} is not a valid URL ({exc})") from exc
     path = Path(value).expanduser()
     if not path.is_absolute() and cwd is not None:
         path = cwd / path
@@ -230,9 +249,41 @@ def normalise_url(text: str, cwd: Path | None = None) -> str:
     if scheme and len(scheme) > 1:
         raise InvalidURLError(f"cannot subscribe to {scheme}: URLs; use http, https or a file")
     host = value.split("/", 1)[0]
+    if "/" not in value and value.lower().endswith(_FILE_SUFFIXES):
+        raise InvalidURLError(f"no such file: {value}")
     if "." in host and " " not in value and not value.startswith((".", "/", "~")):
-        return "https://" + value
+        return canonical_url("https://" + value)
     raise InvalidURLError(f"{value!r} is neither a URL nor an existing file")
+
+
+def canonical_url(url: str) -> str:
+    """One spelling per address, so a feed cannot be subscribed twice under two.
+
+    Lower-case scheme and host, no default port, no fragment or empty query, dot
+    segments removed; file paths percent-encoded one way. Raises ValueError.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        path = quote(unquote(parts.path)) or "/"
+        return urlunsplit(("file", "", posixpath.normpath(path), "", ""))
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is not None and port != {"http": 80, "https": 443}.get(scheme):
+        host = f"{host}:{port}"
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}" if userinfo else host
+    path = urljoin("http://h/", parts.path or "/")[len("http://h") :]  # RFC 3986 dot segments
+    return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def same_url(first: str, second: str) -> bool:
+    try:
+        return canonical_url(first) == canonical_url(second)
+    except ValueError:
+        return first == second
 
 
 # --- refresh ------------------------------------------------------------------
@@ -240,24 +291,22 @@ def normalise_url(text: str, cwd: Path | None = None) -> str:
 Progress = Callable[[RefreshResult, int, int], None]
 
 
-def select_feeds(app: App, names: Sequence[str], *, force: bool) -> list[Feed]:
-    """Feeds to fetch: the named ones (whatever their state), else the due (or all) active ones."""
+def select_feeds(app: App, names: Sequence[str], *, force: bool) -> tuple[list[Feed], list[Feed]]:
+    """Feeds to fetch now, and feeds a server's Retry-After still holds back.
+
+    Named feeds are fetched whatever their state (a retired one is tried again);
+    otherwise the due ones, or with ``force`` every active one.
+    """
     feeds = app.store.feeds()
-    if names:
-        chosen: dict[int, Feed] = {}
-        for name in names:
-            feed = resolve_feed(feeds, name)
-            chosen[feed.id] = feed
-        return list(chosen.values())
     now = app.clock()
-    if force:
-        return [
-            feed
-            for feed in feeds
-            if feed.status is FeedStatus.ACTIVE
-            and (feed.retry_after is None or feed.retry_after <= now)
-        ]
-    return [feed for feed in feeds if is_due(feed, now)]
+    if names:
+        chosen = list({feed.id: feed for feed in (resolve_feed(feeds, n) for n in names)}.values())
+    elif force:
+        chosen = [feed for feed in feeds if feed.status is FeedStatus.ACTIVE]
+    else:
+        return [feed for feed in feeds if is_due(feed, now)], []
+    held = [feed for feed in chosen if feed.retry_after is not None and feed.retry_after > now]
+    return [feed for feed in chosen if feed not in held], held
 
 
 def refresh(
@@ -328,7 +377,10 @@ def list_stories(
     summary: bool = False,
     progress: Progress | None = None,
 ) -> Listing:
-    """Refresh what is due (unless offline), then the newest stories; they stop being NEW."""
+    """Refresh what is due (unless offline), then the newest stories.
+
+    Showing them is the caller's job, and so is :func:`record_shown` afterwards.
+    """
     chosen = resolve_feed(app.store.feeds(), feed) if feed else None
     refreshed: list[RefreshResult] = []
     warnings: list[str] = []
@@ -348,10 +400,23 @@ def list_stories(
         limit=limit if limit is not None else app.settings.list_limit,
         summary=summary,
     )
-    fresh = [s.id for s in stories if s.new]
-    if fresh:
-        app.store.mark_shown(fresh, app.clock())
     return Listing(stories=stories, refreshed=refreshed, warnings=warnings)
+
+
+def record_shown(app: App, stories: Sequence[Story]) -> str:
+    """Stories that were NEW have now been shown; called once the output is out.
+
+    Returns a warning when another process holds the database: the listing was
+    shown, and the stories simply stay NEW until the next one.
+    """
+    fresh = [story.id for story in stories if story.new]
+    if not fresh:
+        return ""
+    try:
+        app.store.mark_shown(fresh, app.clock())
+    except DatabaseBusyError:
+        return "the database is busy; the stories shown stay NEW until the next listing"
+    return ""
 
 
 def story_summary(story: Story, limit: int = 500) -> str:
@@ -452,27 +517,38 @@ def add_feed(app: App, text: str, *, title: str = "", cwd: Path | None = None) -
     except NotAFeedError:
         if not parse.is_html(fetched.body, fetched.headers):
             raise
-        links = parse.find_feed_links(fetched.body, fetched.headers, fetched.final_url)
+        links = [
+            link
+            for link in parse.find_feed_links(fetched.body, fetched.headers, fetched.final_url)
+            if _may_follow(url, link.url)
+        ]
         if not links:
             raise NotAFeedError(f"{redact_url(url)} is a web page that links to no feed") from None
-        url, others = links[0].url, tuple(links[1:])
+        url, others = normalise_url(links[0].url), tuple(links[1:])
         _refuse_duplicate(app, url)
         fetched = _fetch_or_raise(url, app.settings, now)
         parsed = parse.parse_feed(fetched.body, fetched.headers, fetched.final_url, now)
     if fetched.moved_to:
-        url = fetched.moved_to
+        url = canonical_url(fetched.moved_to)
         _refuse_duplicate(app, url)
-    feed = app.store.add_feed(url, user_title=title, now=now)
-    update, _ = decide_update(feed, fetched, parsed, "", app.settings, now)
-    new, _ = app.store.apply_update(_replace(update, url=None))
-    stored = app.store.feed(feed.id)
-    assert stored is not None
-    return Subscription(feed=stored, new=new, other_links=others)
+    update, _ = decide_update(Feed(id=0, url=url), fetched, parsed, "", app.settings, now)
+    feed, new = app.store.add_feed(url, user_title=title, now=now, first=_replace(update, url=None))
+    return Subscription(feed=feed, new=new, other_links=others)
+
+
+def _may_follow(page: str, link: str) -> bool:
+    """A web page may point to web feeds only; a local page may point anywhere."""
+    try:
+        page_scheme, link_scheme = urlsplit(page).scheme, urlsplit(link).scheme
+    except ValueError:
+        return False
+    allowed = {"http", "https"} | ({"file"} if page_scheme == "file" else set())
+    return link_scheme in allowed
 
 
 def _refuse_duplicate(app: App, url: str) -> None:
     for feed in app.store.feeds():
-        if feed.url == url:
+        if same_url(feed.url, url):
             raise DuplicateFeedError(
                 f"already subscribed to {redact_url(url)} as feed {feed.id} ({feed.title})"
             )

@@ -8,6 +8,7 @@ so that both the compressed and the inflated size are capped while streaming.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import queue
 import socket
@@ -26,7 +27,7 @@ import httpx
 from storyfeed import PROJECT_URL, __version__
 from storyfeed.config import Settings
 from storyfeed.models import FetchOutcome, FetchRequest, FetchResult
-from storyfeed.text import redact_url
+from storyfeed.text import clean_line, redact_url
 
 USER_AGENT = f"storyfeed/{__version__} (+{PROJECT_URL})"
 ACCEPT = (
@@ -72,12 +73,15 @@ def fetch_many(
     worker = threading.Thread(target=asyncio.run, args=(main(),), name="storyfeed-fetch")
     worker.start()
     started.wait()
+    complete = False
     try:
         while (result := finished.get()) is not None:
             yield result
+        complete = True
     finally:
-        if worker.is_alive():
-            running["loop"].call_soon_threadsafe(running["task"].cancel)
+        if not complete:
+            with contextlib.suppress(RuntimeError):  # the loop may have just closed
+                running["loop"].call_soon_threadsafe(running["task"].cancel)
         worker.join()
     if "error" in running:
         raise running["error"]
@@ -104,7 +108,11 @@ async def _fetch_all(
         host = urlsplit(request.url).hostname or ""
         limit = per_host.setdefault(host, asyncio.Semaphore(max(1, settings.per_host)))
         async with limit, overall:  # the host's turn first, so no slot idles waiting
-            emit(await fetch(client, request, settings, now))
+            try:
+                result = await fetch(client, request, settings, now)
+            except Exception as exc:  # one feed's surprise must not cancel the others
+                result = _error(request, f"unexpected error: {type(exc).__name__}: {exc}")
+            emit(result)
 
     async with _client(settings) as client, asyncio.TaskGroup() as group:
         for request in todo:
@@ -129,7 +137,10 @@ async def fetch(
     ``feed_deadline`` bounds the whole exchange, connecting and headers included,
     so a server that drips bytes cannot hold a run up.
     """
-    scheme = urlsplit(request.url).scheme.lower()
+    try:
+        scheme = urlsplit(request.url).scheme.lower()
+    except ValueError:
+        return _error(request, "invalid URL")
     if scheme == "file":
         return _fetch_file(request, settings)
     if scheme not in {"http", "https"}:
@@ -175,20 +186,28 @@ def _connect_message(exc: httpx.ConnectError) -> str:
 
 def _error(request: FetchRequest, message: str) -> FetchResult:
     return FetchResult(
-        request=request,
-        outcome=FetchOutcome.ERROR,
-        error=message.replace(request.url, redact_url(request.url)),
+        request=request, outcome=FetchOutcome.ERROR, error=_message(request, message)
     )
+
+
+def _message(request: FetchRequest, message: str) -> str:
+    """An error message fit to store and show: one clean line, no password."""
+    return clean_line(message.replace(request.url, redact_url(request.url)))[:500]
+
+
+def _validator(value: str) -> str:
+    """A stored ETag/Last-Modified fit to send back: printable ASCII, else nothing."""
+    return value if value.isascii() and value.isprintable() and len(value) <= 1024 else ""
 
 
 async def _fetch_http(
     client: httpx.AsyncClient, request: FetchRequest, settings: Settings, now: datetime
 ) -> FetchResult:
     headers = {}
-    if request.etag:
-        headers["If-None-Match"] = request.etag
-    if request.last_modified:
-        headers["If-Modified-Since"] = request.last_modified
+    if etag := _validator(request.etag):
+        headers["If-None-Match"] = etag
+    if last_modified := _validator(request.last_modified):
+        headers["If-Modified-Since"] = last_modified
     async with client.stream("GET", request.url, headers=headers) as response:
         status = response.status_code
         base = FetchResult(
@@ -204,8 +223,10 @@ async def _fetch_http(
             return replace(
                 base,
                 outcome=FetchOutcome.NOT_MODIFIED,
-                etag=response.headers.get("etag", request.etag),
-                last_modified=response.headers.get("last-modified", request.last_modified),
+                etag=_validator(response.headers.get("etag", request.etag)),
+                last_modified=_validator(
+                    response.headers.get("last-modified", request.last_modified)
+                ),
             )
         if status == 410:
             return replace(base, outcome=FetchOutcome.GONE)
@@ -214,14 +235,14 @@ async def _fetch_http(
             return replace(
                 base,
                 outcome=FetchOutcome.ERROR,
-                error=f"HTTP {status} {response.reason_phrase or ''}".strip(),
+                error=_message(request, f"HTTP {status} {response.reason_phrase or ''}"),
                 retry_after=_retry_after(retry, now),
             )
         return replace(
             base,
             body=await _read_body(response, settings.max_body_bytes),
-            etag=response.headers.get("etag", ""),
-            last_modified=response.headers.get("last-modified", ""),
+            etag=_validator(response.headers.get("etag", "")),
+            last_modified=_validator(response.headers.get("last-modified", "")),
         )
 
 

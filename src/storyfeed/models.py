@@ -1,4 +1,4 @@
-"""Data types shared by every layer: frozen, typed, stdlib only.
+"""Data types shared by every layer: frozen, typed, stdlib only (and text, which is).
 
 Times are timezone-aware ``datetime`` objects in UTC.
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from storyfeed.text import redact_url
 
 
 class FeedStatus(enum.StrEnum):
@@ -55,14 +57,15 @@ class Feed:
     error_count: int = 0
     next_fetch_at: datetime | None = None
     retry_after: datetime | None = None
+    ttl_seconds: int | None = None  # the feed's own <ttl>, kept between fetches
     story_count: int = 0
     unread_count: int = 0
     new_count: int = 0
 
     @property
     def title(self) -> str:
-        """The name shown for the feed: the user's, the feed's, or its URL."""
-        return self.user_title or self.feed_title or self.url
+        """The name shown for the feed: the user's, the feed's, or its URL (redacted)."""
+        return self.user_title or self.feed_title or redact_url(self.url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,5 +213,6 @@ class FeedUpdate:
     etag: str | None = None
     last_modified: str | None = None
     body_hash: str | None = None
+    ttl_seconds: int | None = None
     retry_after: datetime | None = None
     stories: tuple[ParsedStory, ...] = ()

@@ -37,11 +37,19 @@ def iso(when: datetime | None) -> str:
     """ISO 8601 in UTC with a Z, or an empty string."""
     if when is None:
         return ""
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{when.year:04d}-{when:%m-%dT%H:%M:%S}Z"
 
 
 def _iso_or_none(when: datetime | None) -> str | None:
     return iso(when) or None
+
+
+def _local(when: datetime) -> datetime:
+    """In local time; a date at the very ends of datetime's range stays in UTC."""
+    try:
+        return when.astimezone()
+    except (OverflowError, ValueError):
+        return when
 
 
 def short_date(when: datetime | None, now: datetime) -> str:
@@ -59,10 +67,10 @@ def short_date(when: datetime | None, now: datetime) -> str:
         return f"in {int(-seconds // 60)}m"
     if -86400 < seconds < 0:
         return f"in {int(-seconds // 3600)}h"
-    local = when.astimezone()
-    if local.year == now.astimezone().year:
+    local = _local(when)
+    if local.year == _local(now).year:
         return f"{local:%b} {local.day:02d}"
-    return f"{local:%Y-%m-%d}"
+    return f"{local.year:04d}-{local:%m-%d}"
 
 
 # --- stories ---------------------------------------------------------------------
@@ -80,9 +88,12 @@ def story_table(
         rows.append((str(story.id), date, story))
     id_width = max([len(row[0]) for row in rows] + [1])
     date_width = max([len(row[1]) for row in rows] + [4])
+    fixed = id_width + 3 + date_width + 2 * 3  # the first three columns and the gaps
     feed_width = min(max([len(s.feed_title) for s in stories] + [4]), 20) if show_feed else 0
-    gaps = 2 * (4 if show_feed else 3)
-    title_width = max(10, width - id_width - 3 - date_width - feed_width - gaps)
+    if show_feed and width - fixed - feed_width - 2 < 20:
+        feed_width = max(6, width - fixed - 2 - 20)  # the title gives way last, the ids never
+        show_feed = width - fixed - feed_width - 2 >= 10
+    title_width = max(10, width - fixed - (feed_width + 2 if show_feed else 0))
     table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
     table.add_column("#", justify="right", no_wrap=True, style="bold", width=id_width)
     table.add_column("●", no_wrap=True, width=3)
@@ -140,7 +151,8 @@ def story_view(story: Story, body: str, now: datetime) -> RenderableType:
     meta = Text(style="dim")
     meta.append(story.feed_title)
     if story.published:
-        meta.append(f" · {story.published.astimezone():%Y-%m-%d %H:%M}")
+        local = _local(story.published)
+        meta.append(f" · {local.year:04d}-{local:%m-%d %H:%M}")
     else:
         meta.append(f" · first seen {short_date(story.first_seen, now)}")
     if story.author:
@@ -181,33 +193,63 @@ def feed_health(feed: Feed) -> str:
     return "ok" if feed.last_success_at else "pending"
 
 
-def feed_table(feeds: Sequence[Feed], now: datetime) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("#", justify="right", no_wrap=True, style="bold")
-    table.add_column("Feed", no_wrap=True, overflow="ellipsis", max_width=28)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Stories", justify="right", no_wrap=True)
-    table.add_column("Unread", justify="right", no_wrap=True)
-    table.add_column("Updated", no_wrap=True)
-    table.add_column("Next", no_wrap=True)
-    table.add_column("URL / last error", overflow="fold", ratio=1)
-    styles = {"ok": "green", "failing": "red", "gone": "red", "paused": "yellow"}
-    for feed in feeds:
-        health = feed_health(feed)
-        detail = Text(redact_url(feed.url))
-        if feed.last_error:
-            detail.append("\n")
-            detail.append(feed.last_error, style="red")
-        table.add_row(
+def held_back(feed: Feed, now: datetime) -> str:
+    """Why a feed is not fetched now, for a Retry-After the server sent."""
+    until = short_date(feed.retry_after, now) if feed.retry_after else "later"
+    return f"not fetched: the server asked to wait (Retry-After), {until}"
+
+
+def feed_table(feeds: Sequence[Feed], now: datetime, *, width: int = 100) -> Table:
+    """Subscriptions and their health; the URL column is dropped before ids are squeezed."""
+    rows = [
+        (
             str(feed.id),
-            Text(feed.title),
-            Text(health, style=styles.get(health, "")),
+            feed_health(feed),
             str(feed.story_count),
             str(feed.unread_count),
             short_date(feed.last_success_at, now) or "never",
             short_date(feed.next_fetch_at, now) if feed.status is FeedStatus.ACTIVE else "-",
-            detail,
         )
+        for feed in feeds
+    ]
+    headers = ("#", "Status", "Stories", "Unread", "Updated", "Next")
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
+    rest = width - sum(widths) - 2 * 7
+    longest = max([len(feed.title) for feed in feeds] + [4])
+    feed_width = min(longest, 28, max(10, rest - 20))
+    show_url = rest - feed_width >= 20
+    if not show_url:
+        feed_width = min(longest, max(6, rest + 2))
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("#", justify="right", no_wrap=True, style="bold", width=widths[0])
+    table.add_column("Feed", no_wrap=True, overflow="ellipsis", width=feed_width)
+    for header, column_width in zip(headers[1:], widths[1:], strict=True):
+        right = header in {"Stories", "Unread"}
+        table.add_column(
+            header, no_wrap=True, justify="right" if right else "left", width=column_width
+        )
+    if show_url:
+        table.add_column("URL / last error", overflow="fold", width=rest - feed_width)
+    styles = {"ok": "green", "failing": "red", "gone": "red", "paused": "yellow"}
+    for (feed_id, health, stories, unread, updated, next_fetch), feed in zip(
+        rows, feeds, strict=True
+    ):
+        cells: list[RenderableType] = [
+            feed_id,
+            Text(feed.title),
+            Text(health, style=styles.get(health, "")),
+            stories,
+            unread,
+            updated,
+            next_fetch,
+        ]
+        if show_url:
+            detail = Text(redact_url(feed.url))
+            if feed.last_error:
+                detail.append("\n")
+                detail.append(feed.last_error, style="red")
+            cells.append(detail)
+        table.add_row(*cells)
     return table
 
 

@@ -13,6 +13,7 @@ import functools
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -25,6 +26,7 @@ from storyfeed.errors import (
     StoreError,
 )
 from storyfeed.models import DateFlag, Feed, FeedStatus, FeedUpdate, ParsedStory, Story
+from storyfeed.text import redact_url
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: feeds and stories
@@ -70,8 +72,14 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX stories_unread_by_date ON stories (sort_at DESC, id DESC)
         WHERE read_at IS NULL;
     """,
+    # 2: a feed's <ttl> outlives the fetch that brought it (a 304 carries none)
+    """
+    ALTER TABLE feeds ADD COLUMN ttl_seconds INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+_MAX_ROWS = 2**62  # below SQLite's integer limit: larger ids and limits cannot match
+_CONTENT_PREFIX = 4000
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -120,14 +128,14 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
 _FEED_COLUMNS = (
     "f.id, f.url, f.feed_title, f.user_title, f.site_url, f.status, f.added_at, f.etag, "
     "f.last_modified, f.body_hash, f.last_fetch_at, f.last_success_at, f.last_error, "
-    "f.last_error_at, f.error_count, f.next_fetch_at, f.retry_after"
+    "f.last_error_at, f.error_count, f.next_fetch_at, f.retry_after, f.ttl_seconds"
 )
-_FEED_NAME = "COALESCE(NULLIF(f.user_title, ''), NULLIF(f.feed_title, ''), f.url)"
+_FEED_NAME = "COALESCE(NULLIF(f.user_title, ''), f.feed_title)"
 
 
 def _feed(row: Sequence[object], counts: Sequence[int] = (0, 0, 0)) -> Feed:
     (id_, url, feed_title, user_title, site_url, status, added, etag, modified, body_hash,
-     fetched, succeeded, error, errored, error_count, next_fetch, retry) = row  # fmt: skip
+     fetched, succeeded, error, errored, error_count, next_fetch, retry, ttl) = row  # fmt: skip
     return Feed(
         id=int(id_),  # type: ignore[call-overload]
         url=str(url),
@@ -146,6 +154,7 @@ def _feed(row: Sequence[object], counts: Sequence[int] = (0, 0, 0)) -> Feed:
         error_count=int(error_count),  # type: ignore[call-overload]
         next_fetch_at=_dt(next_fetch),  # type: ignore[arg-type]
         retry_after=_dt(retry),  # type: ignore[arg-type]
+        ttl_seconds=None if ttl is None else int(ttl),  # type: ignore[call-overload]
         story_count=counts[0],
         unread_count=counts[1],
         new_count=counts[2],
@@ -260,7 +269,16 @@ class Store:
         return _feed(found) if found else None
 
     @_translated
-    def add_feed(self, url: str, *, user_title: str = "", now: datetime) -> Feed:
+    def add_feed(
+        self,
+        url: str,
+        *,
+        user_title: str = "",
+        now: datetime,
+        first: FeedUpdate | None = None,
+    ) -> tuple[Feed, int]:
+        """Subscribe, storing the first fetch (``first``, its feed_id ignored) in the
+        same transaction. Returns the feed and how many stories it brought."""
         with self._write():
             try:
                 cursor = self._db.execute(
@@ -269,9 +287,15 @@ class Store:
                 )
             except sqlite3.IntegrityError as exc:
                 raise DuplicateFeedError("already subscribed to that feed") from exc
-        feed = self.feed(int(cursor.lastrowid or 0))
+            feed_id = int(cursor.lastrowid or 0)
+            new = 0
+            if first is not None:
+                first = replace(first, feed_id=feed_id)
+                new, _ = self._upsert_stories(feed_id, first.stories, first.fetched_at)
+                self._update_feed(first)
+        feed = self.feed(feed_id)
         assert feed is not None
-        return feed
+        return feed, new
 
     @_translated
     def remove_feed(self, feed_id: int) -> int:
@@ -304,10 +328,11 @@ class Store:
             key
             for (key,) in self._db.execute("SELECT key FROM stories WHERE feed_id = ?", (feed_id,))
         }
-        seen = _ts(now)
-        fresh = [s for s in stories if s.key not in known]
-        # Reversed, so that among stories with the same date the feed's first
-        # (usually its newest) gets the highest id and is listed first.
+        seen = int(now.timestamp())
+        # Oldest first, so ids grow with time like a mailbox's; among equal dates
+        # the feed's first story (usually its newest) gets the highest id.
+        fresh = [s for s in reversed(stories) if s.key not in known]
+        fresh.sort(key=lambda s: seen if s.published is None else int(s.published.timestamp()))
         self._db.executemany(
             "INSERT INTO stories (feed_id, key, title, link, author, summary, content, "
             "published_at, date_flag, first_seen_at, sort_at) "
@@ -315,9 +340,10 @@ class Store:
             [
                 (
                     feed_id, s.key, s.title, s.link, s.author, s.summary, s.content,
-                    _ts(s.published), s.date_flag.value, seen, _ts(s.published) or seen,
+                    _ts(s.published), s.date_flag.value, seen,
+                    seen if s.published is None else _ts(s.published),
                 )
-                for s in reversed(fresh)
+                for s in fresh
             ],
         )  # fmt: skip
         old = [s for s in stories if s.key in known]
@@ -359,6 +385,7 @@ class Store:
             "etag": update.etag,
             "last_modified": update.last_modified,
             "body_hash": update.body_hash,
+            "ttl_seconds": update.ttl_seconds,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         assignments = ", ".join(f"{name} = ?" for name in fields)
@@ -381,22 +408,25 @@ class Store:
     # --- stories ----------------------------------------------------------
 
     def _story_query(self, where: str, *, summary: bool = False, content: bool = False) -> str:
+        """The listing query; with ``summary``, the start of the content comes too, for
+        stories whose feed gave no summary."""
+        body = "s.content" if content else f"substr(s.content, 1, {_CONTENT_PREFIX})"
         return (
-            f"SELECT s.id, s.feed_id, {_FEED_NAME}, s.title, s.link, s.author, "  # noqa: S608
+            f"SELECT s.id, s.feed_id, {_FEED_NAME}, f.url, s.title, s.link, s.author, "  # noqa: S608
             f"{'s.summary' if summary or content else chr(39) * 2}, "
-            f"{'s.content' if content else chr(39) * 2}, s.published_at, s.first_seen_at, "
+            f"{body if summary or content else chr(39) * 2}, s.published_at, s.first_seen_at, "
             "s.shown_at IS NULL, s.read_at IS NOT NULL, s.date_flag "
             f"FROM stories s JOIN feeds f ON f.id = s.feed_id {where}"
         )
 
     @staticmethod
     def _story(row: Sequence[object]) -> Story:
-        (id_, feed_id, feed_title, title, link, author, summary, content, published, first_seen,
-         new, read, flag) = row  # fmt: skip
+        (id_, feed_id, feed_title, feed_url, title, link, author, summary, content, published,
+         first_seen, new, read, flag) = row  # fmt: skip
         return Story(
             id=int(id_),  # type: ignore[call-overload]
             feed_id=int(feed_id),  # type: ignore[call-overload]
-            feed_title=str(feed_title),
+            feed_title=str(feed_title) or redact_url(str(feed_url)),
             title=str(title),
             link=str(link),
             author=str(author),
@@ -429,12 +459,14 @@ class Store:
         where += " ORDER BY s.sort_at DESC, s.id DESC"
         if limit is not None:
             where += " LIMIT ?"
-            params.append(limit)
+            params.append(min(limit, _MAX_ROWS))
         query = self._story_query(where, summary=summary)
         return [self._story(row) for row in self._db.execute(query, params)]
 
     @_translated
     def story(self, story_id: int) -> Story | None:
+        if not 0 < story_id <= _MAX_ROWS:
+            return None
         query = self._story_query("WHERE s.id = ?", content=True)
         row = self._db.execute(query, (story_id,)).fetchone()
         return self._story(row) if row else None
@@ -473,7 +505,7 @@ class Store:
     @_translated
     def existing_story_ids(self, story_ids: Sequence[int]) -> set[int]:
         found: set[int] = set()
-        for chunk in _chunks(story_ids):
+        for chunk in _chunks([i for i in story_ids if 0 < i <= _MAX_ROWS]):
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(f"SELECT id FROM stories WHERE id IN ({marks})", chunk)  # noqa: S608
             found.update(row[0] for row in rows)
