@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from storyfeed.core import (
     is_due,
     normalise_url,
     resolve_feed,
+    same_url,
 )
 from storyfeed.errors import AmbiguousFeedError, InvalidURLError, NotFoundError
 from storyfeed.models import (
@@ -555,3 +557,33 @@ def test_normalise_url_bare_host_gets_https(tmp_path: Path, text: str, expected:
 def test_normalise_url_refuses_what_it_cannot_fetch(tmp_path: Path, text: str) -> None:
     with pytest.raises(InvalidURLError):
         normalise_url(text, cwd=tmp_path)
+
+
+def test_a_feeds_ttl_outlives_the_fetch_that_brought_it() -> None:
+    """A 304 or an unchanged body carries no <ttl>: the stored one still counts."""
+    with_ttl = replace(FEED, ttl_seconds=3 * 3600)
+    for result, parsed in ((fetched(FetchOutcome.NOT_MODIFIED), None), (ok(), None)):
+        update, _ = decide_update(with_ttl, result, parsed, "", SETTINGS, NOW)
+        assert update.next_fetch_at == NOW + timedelta(hours=3)
+    fresh, _ = decide_update(FEED, ok(), replace(PARSED, ttl_seconds=7200), "", SETTINGS, NOW)
+    assert fresh.ttl_seconds == 7200
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("http://example.org/feed", "HTTP://EXAMPLE.org/feed"),
+        ("http://example.org/feed", "http://example.org:80/feed"),
+        ("https://example.org/a/feed", "https://example.org/a/./b/../feed"),
+        ("https://example.org/feed", "https://example.org/feed#frag"),
+        ("file:///tmp/with%20space.xml", "file:///tmp/with space.xml"),
+    ],
+)
+def test_same_url_in_other_spellings(first: str, second: str) -> None:
+    assert same_url(first, second)
+
+
+def test_different_urls_are_not_the_same() -> None:
+    assert not same_url("https://example.org/feed", "https://example.org/Feed")
+    assert not same_url("https://example.org/feed?a=1", "https://example.org/feed?a=2")
+    assert not same_url("http://example.org/feed", "https://example.org/feed")

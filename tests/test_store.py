@@ -699,3 +699,29 @@ def test_database_locked_too_long_is_busy_and_unchanged(store: Store, feed: Feed
         assert impatient.mark_read([story.id], NOW) == 1
     finally:
         impatient.close()
+
+
+def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
+    from storyfeed import store as store_module
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(store_module._MIGRATIONS[0])
+    old.execute("INSERT INTO feeds (url, added_at) VALUES ('https://example.org/f', 0)")
+    old.execute("PRAGMA user_version = 1")
+    old.commit()
+    old.close()
+    opened = Store.open(path, seed_urls=["https://seed.example/"])
+    try:
+        (feed,) = opened.feeds()
+        assert feed.url == "https://example.org/f"  # kept, and no seed: not a new database
+        assert feed.ttl_seconds is None
+    finally:
+        opened.close()
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        columns = {row[1] for row in check.execute("PRAGMA table_info(feeds)")}
+        assert "ttl_seconds" in columns
+    finally:
+        check.close()
