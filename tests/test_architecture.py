@@ -31,8 +31,20 @@ ALLOWED = {
     "parse": {"errors", "models", "text"},
     "store": {"errors", "models", "text"},
     "core": {"errors", "models", "text", "config", "fetch", "parse", "store"},
+    "reading": {"errors", "models", "text", "core"},
+    "subscriptions": {"errors", "models", "text", "config", "core", "fetch", "parse"},
     "render": {"models", "text"},
-    "cli": {"__init__", "errors", "models", "text", "config", "core", "render"},
+    "cli": {
+        "__init__",
+        "errors",
+        "models",
+        "text",
+        "config",
+        "core",
+        "reading",
+        "subscriptions",
+        "render",
+    },
 }
 # third-party (and sqlite3) module -> the only storyfeed modules that may import it
 CONFINED = {

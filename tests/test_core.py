@@ -16,9 +16,7 @@ from storyfeed.core import (
     decide_update,
     fetch_interval,
     is_due,
-    normalise_url,
     resolve_feed,
-    same_url,
 )
 from storyfeed.errors import AmbiguousFeedError, InvalidURLError, NotFoundError
 from storyfeed.models import (
@@ -31,6 +29,7 @@ from storyfeed.models import (
     ParsedStory,
     RefreshOutcome,
 )
+from storyfeed.subscriptions import normalise_url, same_url
 
 SETTINGS = Settings()  # refresh_interval 30 min, max_interval 24 h
 INTERVAL = timedelta(seconds=SETTINGS.refresh_interval)

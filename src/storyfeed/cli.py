@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console, RenderableType
 
-from storyfeed import __version__, core, render
+from storyfeed import __version__, core, reading, render, subscriptions
 from storyfeed.config import default_paths
 from storyfeed.errors import StoryfeedError
 from storyfeed.models import RefreshResult
@@ -188,7 +188,7 @@ def _list(
 ) -> None:
     due = 0 if offline else len([f for f in state.store.feeds() if core.is_due(f, state.clock())])
     with _progress(due, "Refreshing") as progress:
-        listing = core.list_stories(
+        listing = reading.list_stories(
             state,
             feed=feed,
             unread=unread,
@@ -200,7 +200,7 @@ def _list(
     for message in listing.warnings:
         warn(message)
     if as_json:
-        _out(render.stories_json(listing.stories, core.story_summary) + "\n")
+        _out(render.stories_json(listing.stories, reading.story_summary) + "\n")
     elif not _stdout_is_tty():
         _out_lines(render.story_lines(listing.stories))
     elif not listing.stories:
@@ -215,7 +215,7 @@ def _list(
         )
         _show(table, console)
     # Only now that the output is out have the NEW stories been shown.
-    if problem := core.record_shown(state, listing.stories):
+    if problem := reading.record_shown(state, listing.stories):
         warn(problem)
 
 
@@ -232,7 +232,7 @@ def open_command(
 ) -> None:
     """Open a story in the browser and mark it read."""
     opener = None if print_only else _open_in_browser
-    story, opened = core.open_story(_app(ctx), story_id, opener)
+    story, opened = reading.open_story(_app(ctx), story_id, opener)
     if not opened:
         if not print_only:
             warn("no browser could be started; here is the link")
@@ -255,7 +255,7 @@ def read_command(
 ) -> None:
     """Show a story as text in the terminal and mark it read."""
     state = _app(ctx)
-    story, body = core.read_story(state, story_id)
+    story, body = reading.read_story(state, story_id)
     if _stdout_is_tty():
         _show(render.story_view(story, body, state.clock()))
     else:
@@ -305,7 +305,7 @@ def add_command(
     title: Annotated[str, typer.Option("--title", help="Name to show for the feed.")] = "",
 ) -> None:
     """Subscribe to a feed (a web page is searched for its feed links)."""
-    subscription = core.add_feed(_app(ctx), url, title=title, cwd=Path.cwd())
+    subscription = subscriptions.add_feed(_app(ctx), url, title=title, cwd=Path.cwd())
     feed = subscription.feed
     noun = "story" if subscription.new == 1 else "stories"
     lines = [f"Subscribed to {feed.title} (feed {feed.id}): {subscription.new} {noun}."]
@@ -319,7 +319,7 @@ def add_command(
 @app.command("remove")
 def remove_command(ctx: typer.Context, feed: FeedArg) -> None:
     """Unsubscribe from a feed and delete its stories."""
-    removed, count = core.remove_feed(_app(ctx), feed)
+    removed, count = subscriptions.remove_feed(_app(ctx), feed)
     _out(f"Removed {removed.title} (feed {removed.id}) and {count} stories.\n")
 
 
@@ -327,7 +327,7 @@ def remove_command(ctx: typer.Context, feed: FeedArg) -> None:
 def feeds_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List subscriptions with their health."""
     state = _app(ctx)
-    feeds = core.feed_health(state)
+    feeds = subscriptions.feed_health(state)
     if as_json:
         _out(render.feeds_json(feeds) + "\n")
     elif _stdout_is_tty():
@@ -355,7 +355,7 @@ def mark_command(
     """Mark stories read or unread."""
     if not story_ids and not all_stories and feed is None:
         raise typer.BadParameter("name story ids, or use --all or --feed FEED", param_hint="ID")
-    changed = core.mark(
+    changed = reading.mark(
         _app(ctx),
         read=action is MarkAction.READ,
         story_ids=story_ids or [],

@@ -1,0 +1,146 @@
+"""Use cases of the stories: list, open, read, mark."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from storyfeed.core import App, Progress, is_due, refresh, resolve_feed
+from storyfeed.errors import DatabaseBusyError, NotFoundError, StoreError, UnsafeLinkError
+from storyfeed.models import RefreshResult, Story
+from storyfeed.text import html_to_text, is_web_url, redact_url
+
+# --- listing ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    stories: list[Story]
+    refreshed: list[RefreshResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def list_stories(
+    app: App,
+    *,
+    feed: str | None = None,
+    unread: bool = False,
+    limit: int | None = None,
+    offline: bool = False,
+    summary: bool = False,
+    progress: Progress | None = None,
+) -> Listing:
+    """Refresh what is due (unless offline), then the newest stories.
+
+    Showing them is the caller's job, and so is :func:`record_shown` afterwards.
+    """
+    chosen = resolve_feed(app.store.feeds(), feed) if feed else None
+    refreshed: list[RefreshResult] = []
+    warnings: list[str] = []
+    if not offline:
+        now = app.clock()
+        due = [
+            f for f in app.store.feeds() if is_due(f, now) and (chosen is None or f.id == chosen.id)
+        ]
+        try:
+            refreshed = refresh(app, due, progress=progress)
+        except StoreError as exc:
+            warnings.append(f"refresh skipped: {exc}")
+        warnings += [f"{r.feed.title}: {r.error}" for r in refreshed if r.failed]
+    stories = app.store.stories(
+        feed_id=chosen.id if chosen else None,
+        unread=unread,
+        limit=limit if limit is not None else app.settings.list_limit,
+        summary=summary,
+    )
+    return Listing(stories=stories, refreshed=refreshed, warnings=warnings)
+
+
+def record_shown(app: App, stories: Sequence[Story]) -> str:
+    """Stories that were NEW have now been shown; called once the output is out.
+
+    Returns a warning when another process holds the database: the listing was
+    shown, and the stories simply stay NEW until the next one.
+    """
+    fresh = [story.id for story in stories if story.new]
+    if not fresh:
+        return ""
+    try:
+        app.store.mark_shown(fresh, app.clock())
+    except DatabaseBusyError:
+        return "the database is busy; the stories shown stay NEW until the next listing"
+    return ""
+
+
+def story_summary(story: Story, limit: int = 500) -> str:
+    """Plain-text summary: the feed's summary, else the start of the content."""
+    if story.summary:
+        return html_to_text(story.summary)
+    text = html_to_text(story.content)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# --- single stories -------------------------------------------------------------
+
+
+def get_story(app: App, story_id: int | None) -> Story:
+    """A story by id, or (``None``) the newest unread one."""
+    if story_id is None:
+        newest = app.store.stories(unread=True, limit=1)
+        if not newest:
+            raise NotFoundError("no unread stories")
+        story_id = newest[0].id
+    story = app.store.story(story_id)
+    if story is None:
+        raise NotFoundError(f"no story with id {story_id}; `storyfeed list` shows the ids")
+    return story
+
+
+def open_story(
+    app: App, story_id: int | None, opener: Callable[[str], bool] | None
+) -> tuple[Story, bool]:
+    """Open a story's link with ``opener`` (or only check it) and mark it read.
+
+    Returns the story and whether a browser took the link.
+    """
+    story = get_story(app, story_id)
+    if not is_web_url(story.link):
+        shown = redact_url(story.link) or "none"
+        raise UnsafeLinkError(
+            f"story {story.id} has no http(s) link to open (its link is {shown!r})"
+        )
+    opened = opener(story.link) if opener is not None else False
+    app.store.mark_read([story.id], app.clock())
+    return story, opened
+
+
+def read_story(app: App, story_id: int) -> tuple[Story, str]:
+    """The story and its content as terminal text; marks it read."""
+    story = get_story(app, story_id)
+    body = html_to_text(story.content or story.summary)
+    app.store.mark_read([story.id], app.clock())
+    return story, body
+
+
+def mark(
+    app: App,
+    *,
+    read: bool,
+    story_ids: Sequence[int] = (),
+    all_stories: bool = False,
+    feed: str | None = None,
+) -> int:
+    """Change read state; unknown ids are an error and change nothing."""
+    now = app.clock()
+    if story_ids:
+        missing = sorted(set(story_ids) - app.store.existing_story_ids(story_ids))
+        if missing:
+            listed = ", ".join(map(str, missing[:10]))
+            raise NotFoundError(f"no story with id {listed}; nothing was changed")
+        return app.store.mark_read(story_ids, now) if read else app.store.mark_unread(story_ids)
+    if feed is not None:
+        chosen = resolve_feed(app.store.feeds(), feed)
+        return app.store.mark_all(read=read, now=now, feed_id=chosen.id)
+    if all_stories:
+        return app.store.mark_all(read=read, now=now)
+    raise NotFoundError("name story ids, --feed FEED or --all")
