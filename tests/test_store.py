@@ -725,3 +725,16 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
         assert "ttl_seconds" in columns
     finally:
         check.close()
+
+
+def test_ids_are_never_reused(store: Store, feed: Feed) -> None:
+    """A removed feed's story numbers do not come back as other stories."""
+    store.apply_update(update(feed.id, parsed("a"), parsed("b")))
+    highest = max(s.id for s in store.stories())
+    other = store.add_feed("https://example.org/other.xml", now=NOW)[0]
+    store.remove_feed(feed.id)
+    store.apply_update(update(other.id, parsed("c")))
+    (story,) = store.stories()
+    assert story.id > highest
+    assert other.id > feed.id
+    assert store.add_feed("https://example.org/again.xml", now=NOW)[0].id > other.id

@@ -29,10 +29,11 @@ from storyfeed.models import DateFlag, Feed, FeedStatus, FeedUpdate, ParsedStory
 from storyfeed.text import redact_url
 
 _MIGRATIONS: tuple[str, ...] = (
-    # 1: feeds and stories
+    # 1: feeds and stories. AUTOINCREMENT: an id is never handed out twice, so a
+    # story's number means one story forever, even after its feed was removed.
     """
     CREATE TABLE feeds (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         url TEXT NOT NULL UNIQUE,
         feed_title TEXT NOT NULL DEFAULT '',
         user_title TEXT NOT NULL DEFAULT '',
@@ -51,7 +52,7 @@ _MIGRATIONS: tuple[str, ...] = (
         retry_after INTEGER
     );
     CREATE TABLE stories (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         feed_id INTEGER NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
         key TEXT NOT NULL,
         title TEXT NOT NULL,
