@@ -563,12 +563,44 @@ def test_output_to_a_full_disk_is_an_error(home: Path, tmp_path: Path) -> None:
     assert {line.split("\t")[1] for line in again.stdout.splitlines()} == {"new"}
 
 
-def test_closed_stdout_is_not_a_crash(home: Path) -> None:
+def test_closed_stdout(home: Path, tmp_path: Path) -> None:
+    """Listings fail clearly and mark nothing; work whose output is a mere
+    confirmation is done all the same."""
+    local = tmp_path / "feed.xml"
+    local.write_bytes(BLOG)
     exe = str(Path(sys.executable).with_name("storyfeed"))
     env = {**os.environ, "STORYFEED_HOME": str(home)}
-    done = subprocess.run(f"{exe} feeds >&-", shell=True, env=env, capture_output=True, text=True)
-    assert done.returncode == 0
-    assert done.stderr == ""
+
+    def closed(args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            f"{exe} {args} >&-", shell=True, env=env, capture_output=True, text=True
+        )
+
+    added = closed(f"add {local}")
+    assert (added.returncode, added.stderr) == (0, "")
+    for args in ("list --offline", "feeds", "open --print", "read 1"):
+        done = closed(args)
+        assert done.returncode == 1, args
+        assert done.stderr == "storyfeed: error: standard output is closed; nothing can be shown\n"
+    listed = subprocess.run([exe, "list", "--offline"], env=env, capture_output=True, text=True)
+    assert {line.split("\t")[1] for line in listed.stdout.splitlines()} == {"new"}
+
+
+def test_open_and_read_to_a_full_disk_leave_the_story_unread(home: Path, tmp_path: Path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    local = tmp_path / "feed.xml"
+    local.write_bytes(BLOG)
+    exe = str(Path(sys.executable).with_name("storyfeed"))
+    env = {**os.environ, "STORYFEED_HOME": str(home)}
+    subprocess.run([exe, "add", str(local)], env=env, check=True, capture_output=True)
+    for args in (["open", "--print", "3"], ["read", "3"]):
+        with Path("/dev/full").open("w") as full:
+            done = subprocess.run([exe, *args], env=env, stdout=full, stderr=subprocess.PIPE)
+        assert done.returncode == 1
+    listed = subprocess.run([exe, "list", "--offline"], env=env, capture_output=True, text=True)
+    status = {line.split("\t")[0]: line.split("\t")[1] for line in listed.stdout.splitlines()}
+    assert status["3"] == "new"
 
 
 def test_help_works_whatever_the_config_says(run: Run, home: Path) -> None:
@@ -636,3 +668,46 @@ def test_year_one_dates_do_not_break_the_listing(
     (row,) = lines(run("list", "--offline"))
     assert row[2] == "0001-01-01T00:00:00Z"
     assert run("read", row[0]).code == 0
+
+
+def test_a_feed_is_named_by_any_spelling_of_its_url_or_path(
+    run: Run, site: FeedSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = site.serve("/Case.xml", BLOG)
+    assert run("add", url.replace("http://", "HTTP://")).code == 0
+    local = tmp_path / "local.xml"
+    local.write_bytes(BLOG.replace(b"Test Blog", b"Local Blog"))
+    monkeypatch.chdir(tmp_path)
+    assert run("add", "./local.xml").code == 0
+    assert run("list", "--offline", url.replace("http://", "HTTP://")).code == 0
+    assert "Local Blog" in run("remove", "./local.xml").out
+    assert "Test Blog" in run("remove", url + "#top").out
+    assert json.loads(run("feeds", "--json").out) == []
+
+
+def test_discovery_skips_links_it_cannot_use(run: Run, site: FeedSite) -> None:
+    good = site.serve("/good.xml", BLOG)
+    page = (
+        b"<html><head>"
+        b'<link rel="alternate" type="application/rss+xml" href="http://127.0.0.1:99999/x.xml">'
+        b'<link rel="alternate" type="application/rss+xml" href="' + good.encode() + b'">'
+        b"</head></html>"
+    )
+    result = run("add", site.serve("/page", page, content_type="text/html"))
+    assert result.code == 0, result
+    assert json.loads(run("feeds", "--json").out)[0]["url"] == good
+
+
+def test_odd_feed_names_are_not_found(run: Run) -> None:
+    assert_one_error(run("list", "--offline", "\u00b2"), "no feed matches")
+    assert_one_error(run("remove", "9" * 5000), "no feed matches")
+
+
+def test_a_retired_feed_has_no_next_fetch(run: Run, site: FeedSite) -> None:
+    run("add", site.serve("/blog.xml", BLOG))
+    site.server.clear()
+    site.server.expect_request("/blog.xml").respond_with_data("", status=410)
+    run("refresh", "--force")
+    (feed,) = json.loads(run("feeds", "--json").out)
+    assert (feed["status"], feed["next_fetch"]) == ("gone", None)
+    assert lines(run("feeds"))[0][5] == ""

@@ -29,7 +29,7 @@ from storyfeed.models import (
     ParsedStory,
     RefreshOutcome,
 )
-from storyfeed.subscriptions import normalise_url, same_url
+from storyfeed.urls import normalise_url, same_url
 
 SETTINGS = Settings()  # refresh_interval 30 min, max_interval 24 h
 INTERVAL = timedelta(seconds=SETTINGS.refresh_interval)

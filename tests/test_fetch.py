@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import email.utils
 import gzip
+import os
 import re
 import socket
 import struct
@@ -1016,3 +1017,35 @@ def test_leaving_fetch_many_early_cancels_the_rest(
     results.close()  # what a Ctrl-C in the consumer does
     assert first.request.feed_id == 1
     assert time.monotonic() - started < 2.0
+
+
+def test_a_fifo_is_not_read(tmp_path: Path) -> None:
+    """A file:// feed that never delivers (a FIFO) must not hang the run."""
+    fifo = tmp_path / "feed.fifo"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    result = get(fifo.as_uri())
+    assert result.outcome is FetchOutcome.ERROR
+    assert "not a regular file" in result.error
+    assert time.monotonic() - started < 1.0
+
+
+def test_an_unparseable_stored_url_fails_alone(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/ok").respond_with_data(b"fine")
+    requests = [
+        FetchRequest(feed_id=1, url="http://[oops/feed.xml"),
+        FetchRequest(feed_id=2, url=httpserver.url_for("/ok")),
+    ]
+    by_id = {r.request.feed_id: r for r in fetch_many(requests, SETTINGS, NOW)}
+    assert by_id[1].outcome is FetchOutcome.ERROR
+    assert by_id[2].outcome is FetchOutcome.OK
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0661\u0662", "99999999999999999999999"])
+def test_odd_retry_after_digits(httpserver: HTTPServer, value: str) -> None:
+    httpserver.expect_request("/busy").respond_with_data(
+        "", status=503, headers={"Retry-After": value.encode("utf-8").decode("latin-1")}
+    )
+    result = get(httpserver.url_for("/busy"))
+    assert result.outcome is FetchOutcome.ERROR
+    assert result.error.startswith("HTTP 503")

@@ -109,7 +109,7 @@ def test_new_database_has_schema_version_wal_and_foreign_keys(db_path: Path) -> 
     opened = Store.open(db_path, busy_timeout=0.2)
     try:
         assert opened._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-        assert opened._db.execute("PRAGMA busy_timeout").fetchone()[0] == 200
+        assert opened.busy_timeout == 0.2  # waited out in steps by the store itself
         assert opened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         opened.close()
@@ -707,7 +707,10 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
     old.executescript(store_module._MIGRATIONS[0])
-    old.execute("INSERT INTO feeds (url, added_at) VALUES ('https://example.org/f', 0)")
+    old.execute(
+        "INSERT INTO feeds (url, added_at, etag, body_hash) "
+        "VALUES ('https://example.org/f', 0, '\"v1\"', 'abc')"
+    )
     old.execute("PRAGMA user_version = 1")
     old.commit()
     old.close()
@@ -716,6 +719,8 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
         (feed,) = opened.feeds()
         assert feed.url == "https://example.org/f"  # kept, and no seed: not a new database
         assert feed.ttl_seconds is None
+        # Forgotten validators: the next fetch is a full one and reads the <ttl>.
+        assert (feed.etag, feed.body_hash) == ("", "")
     finally:
         opened.close()
     check = sqlite3.connect(path)
@@ -738,3 +743,43 @@ def test_ids_are_never_reused(store: Store, feed: Feed) -> None:
     assert story.id > highest
     assert other.id > feed.id
     assert store.add_feed("https://example.org/again.xml", now=NOW)[0].id > other.id
+
+
+def test_waiting_for_the_lock_can_be_interrupted(db_path: Path) -> None:
+    """The store waits for another writer in short steps, so Ctrl-C gets through."""
+    script = f"""
+import signal, sqlite3, sys, threading, time
+from datetime import UTC, datetime
+from pathlib import Path
+from storyfeed.store import Store
+store = Store.open(Path({str(db_path)!r}), busy_timeout=30)
+holder = sqlite3.connect({str(db_path)!r}, isolation_level=None)
+holder.execute("BEGIN IMMEDIATE")
+threading.Timer(0.5, signal.raise_signal, [signal.SIGINT]).start()
+started = time.monotonic()
+try:
+    store.add_feed("https://example.org/x", now=datetime.now(UTC))
+except KeyboardInterrupt:
+    print(round(time.monotonic() - started, 2))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=20
+    )
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 2.0
+
+
+def test_failures_are_counted_by_the_database(store: Store, feed: Feed) -> None:
+    """Two processes that both saw error_count 0 and both failed make it 2, not 1."""
+    failed = FeedUpdate(
+        feed_id=feed.id, fetched_at=NOW, next_fetch_at=NOW + HOUR, success=False, error="x"
+    )
+    store.apply_update(failed)
+    store.apply_update(failed)
+    stored = store.feed(feed.id)
+    assert stored is not None
+    assert stored.error_count == 2
+    store.apply_update(update(feed.id))
+    stored = store.feed(feed.id)
+    assert stored is not None
+    assert stored.error_count == 0

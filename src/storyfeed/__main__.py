@@ -1,3 +1,17 @@
-from storyfeed.cli import main
+"""`python -m storyfeed` and the `storyfeed` command."""
 
-main()
+import sys
+
+
+def main() -> None:
+    """Start the CLI; a Ctrl-C while it is still loading is an interruption too."""
+    try:
+        from storyfeed.cli import main as run_cli
+    except KeyboardInterrupt:
+        sys.stderr.write("\nstoryfeed: interrupted\n")
+        sys.exit(130)
+    run_cli()
+
+
+if __name__ == "__main__":
+    main()

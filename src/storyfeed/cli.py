@@ -8,6 +8,7 @@ becomes one ``storyfeed: error: ...`` line and exit status 1 in :func:`run`.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import sys
@@ -22,7 +23,7 @@ from rich.console import Console, RenderableType
 from storyfeed import __version__, core, reading, render, subscriptions
 from storyfeed.config import default_paths
 from storyfeed.errors import StoryfeedError
-from storyfeed.models import RefreshResult
+from storyfeed.models import RefreshResult, Story
 from storyfeed.text import clean_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -65,20 +66,37 @@ def _writing() -> Iterator[None]:
         raise OutputError(f"cannot write to standard output: {exc.strerror or exc}") from exc
 
 
+_stdout_closed = False  # started with `>&-`: what a command exists to show goes nowhere
+
+
+def _require_output() -> None:
+    if _stdout_closed:
+        raise OutputError("standard output is closed; nothing can be shown")
+
+
 def _out(text: str) -> None:
+    _require_output()
     with _writing():
         sys.stdout.write(text)
 
 
 def _out_lines(lines: Iterable[str]) -> None:
+    _require_output()
     with _writing():
         for line in lines:
             sys.stdout.write(line + "\n")
 
 
 def _show(renderable: RenderableType, console: Console | None = None) -> None:
+    _require_output()
     with _writing():
         (console or _console()).print(renderable)
+
+
+def _note(text: str) -> None:
+    """A confirmation of work already done: lost quietly if nobody reads it."""
+    with contextlib.suppress(_OutputClosed, OutputError), _writing():
+        sys.stdout.write(text)
 
 
 def _stdout_is_tty() -> bool:
@@ -94,11 +112,17 @@ def _stderr_console() -> Console:
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"storyfeed: warning: {clean_line(message)}\n")
+    _to_stderr(f"storyfeed: warning: {clean_line(message)}\n")
 
 
 def error(message: str) -> None:
-    sys.stderr.write(f"storyfeed: error: {clean_line(message)}\n")
+    _to_stderr(f"storyfeed: error: {clean_line(message)}\n")
+
+
+def _to_stderr(text: str) -> None:
+    with contextlib.suppress(OSError):  # nowhere left to complain to
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 @contextmanager
@@ -186,14 +210,15 @@ def _list(
     offline: bool,
     as_json: bool,
 ) -> None:
-    due = 0 if offline else len([f for f in state.store.feeds() if core.is_due(f, state.clock())])
-    with _progress(due, "Refreshing") as progress:
+    _require_output()
+    due = [] if offline else reading.due_for_listing(state, feed)
+    with _progress(len(due), "Refreshing") as progress:
         listing = reading.list_stories(
             state,
             feed=feed,
             unread=unread,
             limit=limit,
-            offline=offline,
+            due=due,
             summary=as_json,
             progress=progress,
         )
@@ -231,21 +256,24 @@ def open_command(
     ] = False,
 ) -> None:
     """Open a story in the browser and mark it read."""
-    opener = None if print_only else _open_in_browser
-    story, opened = reading.open_story(_app(ctx), story_id, opener)
-    if not opened:
-        if not print_only:
-            warn("no browser could be started; here is the link")
-        _out(story.link + "\n")
+    reading.open_story(_app(ctx), story_id, _print_link if print_only else _open_in_browser)
 
 
-def _open_in_browser(url: str) -> bool:
+def _print_link(url: str) -> None:
+    _out(url + "\n")
+
+
+def _open_in_browser(url: str) -> None:
+    """Start a browser; where none starts, the link is printed instead."""
     import webbrowser
 
     try:
-        return webbrowser.open(url, new=2)
+        opened = webbrowser.open(url, new=2)
     except (webbrowser.Error, OSError):
-        return False
+        opened = False
+    if not opened:
+        warn("no browser could be started; here is the link")
+        _print_link(url)
 
 
 @app.command("read")
@@ -255,11 +283,14 @@ def read_command(
 ) -> None:
     """Show a story as text in the terminal and mark it read."""
     state = _app(ctx)
-    story, body = reading.read_story(state, story_id)
-    if _stdout_is_tty():
-        _show(render.story_view(story, body, state.clock()))
-    else:
-        _out(render.story_plain(story, body) + "\n")
+
+    def show(story: Story, body: str) -> None:
+        if _stdout_is_tty():
+            _show(render.story_view(story, body, state.clock()))
+        else:
+            _out(render.story_plain(story, body) + "\n")
+
+    reading.read_story(state, story_id, show)
 
 
 @app.command("refresh")
@@ -293,7 +324,7 @@ def refresh_command(
         for line in lines:
             _show(line, console)
     else:
-        _out_lines(line.plain for line in lines)
+        _note("".join(line.plain + "\n" for line in lines))
     if any(result.failed for result in results):
         raise typer.Exit(EXIT_FAILED)
 
@@ -313,14 +344,14 @@ def add_command(
         f"  The page also offers: {link.url} ({link.title or link.type})"
         for link in subscription.other_links
     ]
-    _out_lines(lines)
+    _note("".join(line + "\n" for line in lines))
 
 
 @app.command("remove")
 def remove_command(ctx: typer.Context, feed: FeedArg) -> None:
     """Unsubscribe from a feed and delete its stories."""
     removed, count = subscriptions.remove_feed(_app(ctx), feed)
-    _out(f"Removed {removed.title} (feed {removed.id}) and {count} stories.\n")
+    _note(f"Removed {removed.title} (feed {removed.id}) and {count} stories.\n")
 
 
 @app.command("feeds")
@@ -364,7 +395,7 @@ def mark_command(
     )
     if _stdout_is_tty():
         noun = "story" if changed == 1 else "stories"
-        _out(f"Marked {changed} {noun} {action.value}.\n")
+        _note(f"Marked {changed} {noun} {action.value}.\n")
 
 
 # --- the error boundary --------------------------------------------------------------
@@ -377,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run one command; every error becomes a line on stderr and an exit status."""
+    global _stdout_closed
+    _stdout_closed = sys.stdout is None
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:  # started with the descriptor closed (`>&-`)
             setattr(sys, name, Path(os.devnull).open("w"))  # noqa: SIM115 (lives as long as we do)

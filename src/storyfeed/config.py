@@ -92,9 +92,25 @@ def _duration(key: str, value: object) -> int:
         units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
         text = value.strip().lower()
         number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
-        if number.isdigit() and int(number) > 0:
+        if number.isascii() and number.isdigit() and 0 < int(number) < 10**12:
             return int(number) * units[unit]
     raise ConfigError(f"config: {key} must be a duration like 30m, not {value!r}")
+
+
+def _url_setting(key: str, value: str) -> str:
+    """An http(s) or file URL, or "" (for none)."""
+    from urllib.parse import urlsplit
+
+    if not value:
+        return value
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme == "file" or (parts.scheme in {"http", "https"} and parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(f'config: {key} must be an http(s) or file URL, or ""')
+    return value
 
 
 def _number(value: float) -> str:
@@ -133,7 +149,7 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
         elif isinstance(default, str):
             if not isinstance(value, str):
                 raise ConfigError(f"config: {key} must be a string")
-            values[key] = value
+            values[key] = _url_setting(key, value) if key == "default_feed" else value
         elif isinstance(default, float):
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(f"config: {key} must be a positive number")

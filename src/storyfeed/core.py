@@ -9,6 +9,7 @@ this live beside it: :mod:`storyfeed.reading` and :mod:`storyfeed.subscriptions`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -18,6 +19,7 @@ from types import TracebackType
 from storyfeed.config import Paths, Settings, load_settings
 from storyfeed.errors import (
     AmbiguousFeedError,
+    InvalidURLError,
     NotFoundError,
     ParseError,
 )
@@ -34,6 +36,7 @@ from storyfeed.models import (
 )
 from storyfeed.store import Store
 from storyfeed.text import redact_url
+from storyfeed.urls import normalise_url, same_url
 
 
 def utcnow() -> datetime:
@@ -177,15 +180,21 @@ def decide_update(
 
 
 def resolve_feed(feeds: Sequence[Feed], text: str) -> Feed:
-    """The one feed a FEED argument names: an id, a URL, or part of a title."""
+    """The one feed a FEED argument names: an id, a URL (any spelling of it, or a
+    local path), or part of a title."""
     wanted = text.strip()
-    if wanted.isdigit():
+    if wanted.isascii() and wanted.isdigit() and len(wanted) < 19:
         for feed in feeds:
             if feed.id == int(wanted):
                 return feed
     for feed in feeds:
         if wanted in {feed.url, redact_url(feed.url)}:
             return feed
+    with contextlib.suppress(InvalidURLError):
+        address = normalise_url(wanted) if ("/" in wanted or ":" in wanted) else ""
+        for feed in feeds:
+            if address and same_url(feed.url, address):
+                return feed
     lowered = wanted.casefold()
     if lowered:
         matches = [feed for feed in feeds if lowered in feed.title.casefold()]

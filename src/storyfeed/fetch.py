@@ -105,7 +105,10 @@ async def _fetch_all(
     overall = asyncio.Semaphore(max(1, settings.concurrency))
 
     async def one(client: httpx.AsyncClient, request: FetchRequest) -> None:
-        host = urlsplit(request.url).hostname or ""
+        try:
+            host = urlsplit(request.url).hostname or ""
+        except ValueError:
+            host = ""
         limit = per_host.setdefault(host, asyncio.Semaphore(max(1, settings.per_host)))
         async with limit, overall:  # the host's turn first, so no slot idles waiting
             try:
@@ -360,8 +363,8 @@ def _retry_after(value: str, now: datetime) -> datetime | None:
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
-        seconds = min(int(value), 10**9)
+    if value.isascii() and value.isdigit():
+        seconds = min(int(value[:12]), 10**9)
         return now + timedelta(seconds=seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -378,14 +381,15 @@ def _fetch_file(request: FetchRequest, settings: Settings) -> FetchResult:
         return _error(request, "file URLs on another host are not supported")
     path = Path(unquote(parts.path))
     try:
+        if not path.is_file():  # a FIFO or a device could block the run for good
+            exists = path.exists()
+            return _error(
+                request, f"{path} is not a regular file" if exists else f"no such file: {path}"
+            )
         with path.open("rb") as handle:
             body = handle.read(settings.max_body_bytes + 1)
-    except FileNotFoundError:
-        return _error(request, f"no such file: {path}")
-    except IsADirectoryError:
-        return _error(request, f"{path} is a directory")
-    except OSError as exc:
-        return _error(request, f"cannot read {path}: {exc.strerror}")
+    except (OSError, ValueError) as exc:
+        return _error(request, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
     if len(body) > settings.max_body_bytes:
         return _error(request, f"the file is larger than the {_size(settings.max_body_bytes)} cap")
     return FetchResult(request=request, outcome=FetchOutcome.OK, body=body, final_url=request.url)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from storyfeed.core import App, Progress, is_due, refresh, resolve_feed
 from storyfeed.errors import DatabaseBusyError, NotFoundError, StoreError, UnsafeLinkError
-from storyfeed.models import RefreshResult, Story
+from storyfeed.models import Feed, RefreshResult, Story
 from storyfeed.text import html_to_text, is_web_url, redact_url
 
 # --- listing ------------------------------------------------------------------
@@ -20,33 +20,35 @@ class Listing:
     warnings: list[str] = field(default_factory=list)
 
 
+def due_for_listing(app: App, feed: str | None = None) -> list[Feed]:
+    """The feeds a listing refreshes first: the due ones (of FEED, if given)."""
+    now = app.clock()
+    chosen = resolve_feed(app.store.feeds(), feed).id if feed else None
+    return [f for f in app.store.feeds() if is_due(f, now) and chosen in {None, f.id}]
+
+
 def list_stories(
     app: App,
     *,
     feed: str | None = None,
     unread: bool = False,
     limit: int | None = None,
-    offline: bool = False,
+    due: Sequence[Feed] = (),
     summary: bool = False,
     progress: Progress | None = None,
 ) -> Listing:
-    """Refresh what is due (unless offline), then the newest stories.
+    """Refresh ``due`` (see :func:`due_for_listing`), then the newest stories.
 
     Showing them is the caller's job, and so is :func:`record_shown` afterwards.
     """
     chosen = resolve_feed(app.store.feeds(), feed) if feed else None
     refreshed: list[RefreshResult] = []
     warnings: list[str] = []
-    if not offline:
-        now = app.clock()
-        due = [
-            f for f in app.store.feeds() if is_due(f, now) and (chosen is None or f.id == chosen.id)
-        ]
-        try:
-            refreshed = refresh(app, due, progress=progress)
-        except StoreError as exc:
-            warnings.append(f"refresh skipped: {exc}")
-        warnings += [f"{r.feed.title}: {r.error}" for r in refreshed if r.failed]
+    try:
+        refreshed = refresh(app, due, progress=progress)
+    except StoreError as exc:
+        warnings.append(f"refresh skipped: {exc}")
+    warnings += [f"{r.feed.title}: {r.error}" for r in refreshed if r.failed]
     stories = app.store.stories(
         feed_id=chosen.id if chosen else None,
         unread=unread,
@@ -96,12 +98,11 @@ def get_story(app: App, story_id: int | None) -> Story:
     return story
 
 
-def open_story(
-    app: App, story_id: int | None, opener: Callable[[str], bool] | None
-) -> tuple[Story, bool]:
-    """Open a story's link with ``opener`` (or only check it) and mark it read.
+def open_story(app: App, story_id: int | None, opener: Callable[[str], None]) -> Story:
+    """Hand a story's link to ``opener`` (a browser, or a print), then mark it read.
 
-    Returns the story and whether a browser took the link.
+    Only an absolute http(s) link is handed on. An opener that raises leaves the
+    story unread: the user never got the link.
     """
     story = get_story(app, story_id)
     if not is_web_url(story.link):
@@ -109,17 +110,17 @@ def open_story(
         raise UnsafeLinkError(
             f"story {story.id} has no http(s) link to open (its link is {shown!r})"
         )
-    opened = opener(story.link) if opener is not None else False
+    opener(story.link)
     app.store.mark_read([story.id], app.clock())
-    return story, opened
+    return story
 
 
-def read_story(app: App, story_id: int) -> tuple[Story, str]:
-    """The story and its content as terminal text; marks it read."""
+def read_story(app: App, story_id: int, show: Callable[[Story, str], None]) -> Story:
+    """Show a story's content as terminal text with ``show``, then mark it read."""
     story = get_story(app, story_id)
-    body = html_to_text(story.content or story.summary)
+    show(story, html_to_text(story.content or story.summary))
     app.store.mark_read([story.id], app.clock())
-    return story, body
+    return story
 
 
 def mark(

@@ -185,6 +185,11 @@ def story_plain(story: Story, body: str) -> str:
 # --- feeds ---------------------------------------------------------------------
 
 
+def _next_fetch(feed: Feed) -> datetime | None:
+    """None for a feed that is not fetched (retired or paused)."""
+    return feed.next_fetch_at if feed.status is FeedStatus.ACTIVE else None
+
+
 def feed_health(feed: Feed) -> str:
     if feed.status is not FeedStatus.ACTIVE:
         return feed.status.value
@@ -263,7 +268,7 @@ def feed_lines(feeds: Iterable[Feed]) -> Iterator[str]:
                 str(feed.story_count),
                 str(feed.unread_count),
                 iso(feed.last_success_at),
-                iso(feed.next_fetch_at),
+                iso(_next_fetch(feed)),
                 feed.title,
                 redact_url(feed.url),
                 feed.last_error,
@@ -284,7 +289,7 @@ def feeds_json(feeds: Iterable[Feed]) -> str:
                 "last_error": feed.last_error or None,
                 "last_error_at": _iso_or_none(feed.last_error_at),
                 "error_count": feed.error_count,
-                "next_fetch": _iso_or_none(feed.next_fetch_at),
+                "next_fetch": _iso_or_none(_next_fetch(feed)),
                 "stories": feed.story_count,
                 "unread": feed.unread_count,
                 "new": feed.new_count,

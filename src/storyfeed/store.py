@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -73,14 +74,18 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX stories_unread_by_date ON stories (sort_at DESC, id DESC)
         WHERE read_at IS NULL;
     """,
-    # 2: a feed's <ttl> outlives the fetch that brought it (a 304 carries none)
+    # 2: a feed's <ttl> outlives the fetch that brought it (a 304 carries none).
+    # Forgetting the validators makes the next fetch of each feed a full one, which
+    # reads the <ttl> that version 1 did not keep.
     """
     ALTER TABLE feeds ADD COLUMN ttl_seconds INTEGER;
+    UPDATE feeds SET etag = '', last_modified = '', body_hash = '';
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _MAX_ROWS = 2**62  # below SQLite's integer limit: larger ids and limits cannot match
 _CONTENT_PREFIX = 4000
+_STEP = 0.1  # seconds SQLite itself waits for a lock before we look again
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -165,9 +170,10 @@ def _feed(row: Sequence[object], counts: Sequence[int] = (0, 0, 0)) -> Feed:
 class Store:
     """An open storyfeed database."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
         self._db = connection
         self.path = path
+        self.busy_timeout = busy_timeout
 
     # --- opening --------------------------------------------------------
 
@@ -190,29 +196,31 @@ class Store:
             connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise _translate(exc, path) from exc
-        store = cls(connection, path)
+        store = cls(connection, path, busy_timeout)
         try:
-            store._prepare(busy_timeout, tuple(seed_urls))
+            store._prepare(tuple(seed_urls))
         except BaseException:
             connection.close()
             raise
         return store
 
     @_translated
-    def _prepare(self, busy_timeout: float, seed_urls: tuple[str, ...]) -> None:
+    def _prepare(self, seed_urls: tuple[str, ...]) -> None:
         version = self._version()
         if version > SCHEMA_VERSION:
             raise DatabaseTooNewError(
                 f"the database {self.path} was written by a newer storyfeed "
                 f"(schema {version}, this one knows {SCHEMA_VERSION}); upgrade storyfeed"
             )
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         self._db.execute("PRAGMA foreign_keys = ON")
         if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
             self._migrate(seed_urls)
+        # From here on SQLite's own waiting stays short: _begin waits for the write
+        # lock in steps (WAL readers do not wait at all).
+        self._db.execute(f"PRAGMA busy_timeout = {int(_STEP * 1000)}")
 
     def _version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
@@ -234,14 +242,30 @@ class Store:
                     self._db.execute("INSERT INTO feeds (url, added_at) VALUES (?, ?)", (url, now))
 
     @contextmanager
-    def _write(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _write(self, wait: float | None = None) -> Iterator[None]:
+        """One write transaction, waiting up to ``wait`` seconds (the busy timeout by
+        default) for another process's. The waiting is done here in short steps, not
+        inside SQLite, so that Ctrl-C is not held up by it."""
+        self._begin(self.busy_timeout if wait is None else wait)
         try:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def _begin(self, wait: float) -> None:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.05)
 
     def close(self) -> None:
         self._db.close()
@@ -370,7 +394,6 @@ class Store:
         fields: dict[str, object] = {
             "last_fetch_at": _ts(update.fetched_at),
             "next_fetch_at": _ts(update.next_fetch_at),
-            "error_count": update.error_count,
             "retry_after": _ts(update.retry_after),
         }
         if update.success:
@@ -390,6 +413,8 @@ class Store:
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         assignments = ", ".join(f"{name} = ?" for name in fields)
+        # Counted in SQL: two processes failing the same feed both count.
+        assignments += ", error_count = " + ("0" if update.success else "error_count + 1")
         self._db.execute(
             f"UPDATE feeds SET {assignments} WHERE id = ?",  # noqa: S608 (names are ours)
             (*fields.values(), update.feed_id),
@@ -473,8 +498,9 @@ class Store:
         return self._story(row) if row else None
 
     @_translated
-    def mark_shown(self, story_ids: Sequence[int], now: datetime) -> None:
-        self._set_column("shown_at", story_ids, _ts(now), only_if_null=True)
+    def mark_shown(self, story_ids: Sequence[int], now: datetime, *, wait: float = 1.0) -> None:
+        """Best effort after a listing: waits ``wait`` seconds at most for the lock."""
+        self._set_column("shown_at", story_ids, _ts(now), only_if_null=True, wait=wait)
 
     @_translated
     def mark_read(self, story_ids: Sequence[int], now: datetime) -> int:
@@ -520,11 +546,12 @@ class Store:
         *,
         only_if_null: bool = False,
         shown: bool = False,
+        wait: float | None = None,
     ) -> int:
         changed = 0
         extra = ", shown_at = COALESCE(shown_at, ?)" if shown else ""
         condition = f" AND {column} IS NULL" if only_if_null else f" AND {column} IS NOT NULL"
-        with self._write():
+        with self._write(wait):
             for chunk in _chunks(story_ids):
                 marks = ",".join("?" * len(chunk))
                 params: list[object] = [value, *([value] if shown else []), *chunk]
