@@ -31,8 +31,11 @@ ALLOWED = {
     "fetch": {"__init__", "errors", "models", "text", "config"},
     "parse": {"errors", "models", "text"},
     "store": {"errors", "models", "text"},
-    "core": {"errors", "models", "text", "urls", "config", "fetch", "parse", "store"},
+    "core": {"errors", "models", "text", "urls", "config", "fetch", "parse", "store", "lock"},
     "reading": {"errors", "models", "text", "core"},
+    "notify": {"errors", "models", "text", "config", "core"},
+    "lock": {"errors"},
+    "deliver": {"text"},
     "subscriptions": {"errors", "models", "text", "urls", "config", "core", "fetch", "parse"},
     "render": {"models", "text"},
     "cli": {
@@ -45,6 +48,8 @@ ALLOWED = {
         "reading",
         "subscriptions",
         "render",
+        "notify",
+        "deliver",
     },
 }
 # third-party (and sqlite3) module -> the only storyfeed modules that may import it
@@ -54,6 +59,7 @@ CONFINED = {
     "sqlite3": {"store"},
     "rich": {"render", "cli"},
     "typer": {"cli"},
+    "apprise": {"deliver"},
     "click": set(),
     "platformdirs": {"config"},
 }

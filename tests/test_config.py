@@ -27,7 +27,8 @@ def test_values_and_durations(tmp_path: Path) -> None:
     assert settings.concurrency == 4
     assert settings.read_timeout == 5.0
     assert settings.default_feed == ""
-    assert settings.extra == {"notify": {"urls": ["json://127.0.0.1/x"]}}
+    assert settings.notify.urls == ("json://127.0.0.1/x",)
+    assert settings.notify.digest_after == 10
 
 
 @pytest.mark.parametrize(
@@ -45,6 +46,12 @@ def test_values_and_durations(tmp_path: Path) -> None:
         ('default_feed = "http://[oops/feed.xml"', "default_feed must be an http(s) or file URL"),
         ('default_feed = "feed.xml"', "default_feed must be an http(s) or file URL"),
         ("default_feed = 3", "default_feed must be a string"),
+        ("[notify]\nurls = [3]", "notify.urls must be a list of notification URLs"),
+        ("[notify]\ndigest_after = 0", "notify.digest_after must be a positive whole number"),
+        ('[notify]\nreport_after = "1s"', "notify.report_after must be between 60"),
+        ("[notify]\nbogus = 1", "unknown setting 'notify.bogus'"),
+        ("notify = 1", "notify must be a table"),
+        ("[other]\nx = 1", "unknown setting 'other'"),
     ],
 )
 def test_bad_values_are_clear_errors(tmp_path: Path, text: str, fragment: str) -> None:

@@ -15,18 +15,22 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console, RenderableType
 
-from storyfeed import __version__, core, reading, render, subscriptions
+from storyfeed import __version__, config, core, notify, reading, render, subscriptions
 from storyfeed.config import default_paths
-from storyfeed.errors import StoryfeedError
+from storyfeed.errors import InvalidURLError, StoryfeedError
 from storyfeed.models import RefreshResult, Story
 from storyfeed.text import clean_line
 
+if TYPE_CHECKING:
+    from storyfeed.deliver import AppriseChannel
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BUSY = 75  # EX_TEMPFAIL: another refresh or notify holds the lock; try again later
 
 app = typer.Typer(
     name="storyfeed",
@@ -181,6 +185,9 @@ def root(
 
 FeedArg = Annotated[str, typer.Argument(metavar="FEED", help="Feed id, URL, or part of its title.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Say what happened, even when all is well.")
+]
 
 
 @app.command("list")
@@ -303,10 +310,24 @@ def refresh_command(
     force: Annotated[
         bool, typer.Option("--force", help="Fetch every active feed, ignoring intervals.")
     ] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Fetch the feeds that are due now."""
     state = _app(ctx)
-    chosen, held = core.select_feeds(state, feeds or [], force=force)
+    with state.refresh_lock() as locked:
+        if not locked:
+            _busy(verbose)
+        _refresh(state, feeds or [], force=force)
+
+
+def _busy(verbose: bool) -> NoReturn:
+    if verbose:
+        warn("another storyfeed refresh or notify is running; nothing was done")
+    raise typer.Exit(EXIT_BUSY)
+
+
+def _refresh(state: core.App, feeds: list[str], *, force: bool) -> None:
+    chosen, held = core.select_feeds(state, feeds, force=force)
     for feed in held:
         warn(f"{feed.title}: {render.held_back(feed, state.clock())}")
     if not chosen:
@@ -396,6 +417,142 @@ def mark_command(
     if _stdout_is_tty():
         noun = "story" if changed == 1 else "stories"
         _note(f"Marked {changed} {noun} {action.value}.\n")
+
+
+@app.command("notify")
+def notify_command(
+    ctx: typer.Context,
+    to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="An apprise URL to notify (repeatable); default: [notify] urls, else stdout.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be sent; record nothing.")
+    ] = False,
+    backlog: Annotated[
+        bool, typer.Option("--backlog", help="Send the stories already there, not only news.")
+    ] = False,
+    test: Annotated[
+        bool, typer.Option("--test", help="Send one test message to each channel, nothing else.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Stories and the run's summary as JSON lines.")
+    ] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """For cron: refresh, then tell each channel about new stories, once."""
+    state = _app(ctx)
+    urls = list(to or state.settings.notify.urls) or [notify.STDOUT]
+    if not to and config.holds_secrets_readable_by_others(state.paths.config_file, state.settings):
+        warn(f"{state.paths.config_file} holds notification URLs and others can read it; "
+             "chmod 600 it")  # fmt: skip
+    targets = [_target(url, as_json=as_json) for url in urls]
+    if test:
+        failed = [(label, reason) for label, reason in notify.send_test(targets) if reason]
+        for label, reason in failed:
+            error(f"{label}: {reason}")
+        if not failed:
+            _note("".join(f"{t.label}: test message accepted\n" for t in targets))
+        raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+    with state.refresh_lock() as locked:
+        if not locked:
+            _busy(verbose)
+        report = notify.run_notify(state, targets, backlog=backlog, dry_run=dry_run)
+    _notify_output(report, dry_run=dry_run, as_json=as_json, verbose=verbose)
+    if report.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _target(url: str, *, as_json: bool) -> notify.Target:
+    label = notify.channel_label(url)
+    if url == notify.STDOUT:
+        return notify.Target(notify.channel_key(url), label, _StdoutSender(as_json))
+    from storyfeed import deliver
+
+    try:
+        channel = deliver.AppriseChannel(url)
+    except deliver.InvalidChannelURL as exc:
+        raise InvalidURLError(f"{label}: {exc}") from None
+    return notify.Target(notify.channel_key(url), label, _AppriseSender(channel))
+
+
+class _StdoutSender:
+    """The default channel: one line per story (`feed — title — link`), which cron
+    mails; with --json, one JSON object per story."""
+
+    def __init__(self, as_json: bool) -> None:
+        self._as_json = as_json
+
+    def send(self, message: notify.Message) -> str:
+        if self._as_json:
+            lines = [
+                render.json_line(render.story_record(s, reading.story_summary(s)))
+                for s in message.stories
+            ]
+        else:
+            lines = message.lines or [f"{message.title}: {message.body}"]
+        try:
+            _out_lines(lines)
+        except (_OutputClosed, OutputError):
+            return "standard output cannot be written"
+        return ""
+
+
+class _AppriseSender:
+    def __init__(self, channel: AppriseChannel) -> None:
+        self._channel = channel
+
+    def send(self, message: notify.Message) -> str:
+        return self._channel.send(message.title, message.body)
+
+
+def _notify_output(
+    report: notify.NotifyReport, *, dry_run: bool, as_json: bool, verbose: bool
+) -> None:
+    """Quiet when all is well: only news, lasting problems and their ends are told."""
+    for feed_report in report.feeds:
+        say(feed_report.line)
+    for channel in report.channels:
+        if channel.report:
+            say(channel.report)
+        if verbose and channel.new:
+            say(f"{channel.label}: a new channel; it starts with the stories that come next")
+        for message in channel.would_send:
+            _out_lines([f"{channel.label}: would send: {message.title}"] + [
+                f"  {line}" for line in message.lines
+            ])  # fmt: skip
+        if verbose:
+            say(f"{channel.label}: {channel.delivered} delivered, {channel.pending} pending"
+                + (f" ({channel.error})" if channel.error else ""))  # fmt: skip
+    if verbose and report.baseline:
+        say(f"took {report.baseline} stories as the baseline: they were there before "
+            "notify first saw their feeds (--backlog sends them)")  # fmt: skip
+    if as_json:
+        summary = {
+            "dry_run": dry_run,
+            "baseline": report.baseline,
+            "channels": [
+                {
+                    "channel": c.label,
+                    "delivered": c.delivered,
+                    "pending": c.pending,
+                    "error": c.error or None,
+                    "would_send": sum(len(m.stories) for m in c.would_send),
+                }
+                for c in report.channels
+            ],
+            "feeds": [{"feed_id": r.feed.id, "message": r.line} for r in report.feeds],
+        }
+        _out_lines([render.json_line({"summary": summary})])
+
+
+def say(message: str) -> None:
+    """A line for the user on stderr that is neither an error nor a warning."""
+    _to_stderr(f"storyfeed: {clean_line(message)}\n")
 
 
 # --- the error boundary --------------------------------------------------------------

@@ -48,6 +48,17 @@ def default_paths(environ: dict[str, str] | None = None) -> Paths:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """The ``[notify]`` table of config.toml."""
+
+    urls: tuple[str, ...] = ()  # apprise URLs; none means standard output
+    digest_after: int = 10  # more stories than this for one channel: one digest message
+    report_after_failures: int = 3  # a feed's failures in a row before notify reports it
+    report_after: int = 24 * 60 * 60  # ... or seconds of failing, whichever comes first
+    channel_failures: int = 3  # a channel's failed runs in a row before it is reported
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting, with its default. Keys in config.toml use these names."""
 
@@ -62,10 +73,10 @@ class Settings:
     per_host: int = 2  # fetches at once to one host
     list_limit: int = 30
     busy_timeout: float = 10.0  # seconds to wait for a database lock
-    extra: dict[str, Any] = field(default_factory=dict)  # sections owned by later features
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
 
-_SECONDS_KEYS = {"refresh_interval", "max_interval"}
+_SECONDS_KEYS = {"refresh_interval", "max_interval", "report_after"}
 _DAY = 24 * 60 * 60
 # Sane ranges: a value outside them is a typo, not a wish.
 _RANGES: dict[str, tuple[float, float]] = {
@@ -79,6 +90,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "per_host": (1, 64),
     "list_limit": (1, 100_000),
     "busy_timeout": (0.05, 3600),
+    "digest_after": (1, 10_000),
+    "report_after_failures": (1, 1000),
+    "report_after": (60, 365 * _DAY),
+    "channel_failures": (1, 1000),
 }
 
 
@@ -133,39 +148,71 @@ def load_settings(path: Path) -> Settings:
 
 
 def settings_from_mapping(data: dict[str, Any]) -> Settings:
-    known = {f.name: f for f in fields(Settings) if f.name != "extra"}
+    values = _table(data, Settings(), prefix="", tables={"notify"})
+    if "notify" in data:
+        notify = data["notify"]
+        if not isinstance(notify, dict):
+            raise ConfigError("config: notify must be a table ([notify])")
+        values["notify"] = NotifySettings(**_table(notify, NotifySettings(), prefix="notify."))
+    return Settings(**values)
+
+
+def _table(
+    data: dict[str, Any],
+    defaults: Any,
+    *,
+    prefix: str,
+    tables: frozenset[str] | set[str] = frozenset(),
+) -> dict[str, Any]:
+    """Checked values of one TOML table, by the types and ranges of ``defaults``."""
+    known = {f.name for f in fields(defaults)} - set(tables)
     values: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    defaults = Settings()
     for key, value in data.items():
-        if isinstance(value, dict):
-            extra[key] = value
+        if key in tables:
             continue
+        name = prefix + key
         if key not in known:
-            raise ConfigError(f"config: unknown setting {key!r}")
+            raise ConfigError(f"config: unknown setting {name!r}")
         default = getattr(defaults, key)
         if key in _SECONDS_KEYS:
-            values[key] = _duration(key, value)
+            values[key] = _duration(name, value)
+        elif key == "urls":
+            values[key] = _url_list(name, value)
         elif isinstance(default, str):
             if not isinstance(value, str):
-                raise ConfigError(f"config: {key} must be a string")
-            values[key] = _url_setting(key, value) if key == "default_feed" else value
+                raise ConfigError(f"config: {name} must be a string")
+            values[key] = _url_setting(name, value) if key == "default_feed" else value
         elif isinstance(default, float):
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"config: {key} must be a positive number")
+                raise ConfigError(f"config: {name} must be a positive number")
             values[key] = float(value)
         else:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"config: {key} must be a positive whole number")
+                raise ConfigError(f"config: {name} must be a positive whole number")
             values[key] = value
         low, high = _RANGES.get(key, (float("-inf"), float("inf")))
-        if (
-            key in values
-            and isinstance(values[key], int | float)
-            and not low <= values[key] <= high
-        ):
+        if isinstance(values[key], int | float) and not low <= values[key] <= high:
             unit = " seconds" if key in _SECONDS_KEYS else ""
             raise ConfigError(
-                f"config: {key} must be between {_number(low)} and {_number(high)}{unit}"
+                f"config: {name} must be between {_number(low)} and {_number(high)}{unit}"
             )
-    return Settings(**values, extra=extra)
+    return values
+
+
+def _url_list(name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"config: {name} must be a list of notification URLs")
+    return tuple(v.strip() for v in value)
+
+
+def holds_secrets_readable_by_others(path: Path, settings: Settings) -> bool:
+    """True when config.toml lists notification URLs (which hold tokens and passwords)
+    and other users may read it."""
+    if not settings.notify.urls:
+        return False
+    try:
+        return bool(path.stat().st_mode & 0o077)
+    except OSError:
+        return False

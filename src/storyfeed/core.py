@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -72,6 +73,13 @@ class App:
                 self.paths.database, busy_timeout=self.settings.busy_timeout, seed_urls=seeds
             )
         return self._store
+
+    def refresh_lock(self) -> AbstractContextManager[bool]:
+        """The lock that lets one refresh or notify run at a time (yields False when
+        another process holds it)."""
+        from storyfeed import lock
+
+        return lock.exclusive(self.paths.data_dir / "refresh.lock")
 
     def close(self) -> None:
         if self._store is not None:

@@ -58,6 +58,9 @@ class Feed:
     next_fetch_at: datetime | None = None
     retry_after: datetime | None = None
     ttl_seconds: int | None = None  # the feed's own <ttl>, kept between fetches
+    notify_after: int | None = None  # notify's baseline: story ids above it are news
+    failing_since: datetime | None = None  # the first failure of the current streak
+    problem_reported: bool = False  # notify said it fails; it will say when it recovers
     story_count: int = 0
     unread_count: int = 0
     new_count: int = 0
@@ -216,3 +219,16 @@ class FeedUpdate:
     ttl_seconds: int | None = None
     retry_after: datetime | None = None
     stories: tuple[ParsedStory, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A place notifications go, as the store remembers it (never its URL)."""
+
+    id: int
+    key: str  # a hash of the URL: the URL itself holds secrets
+    label: str  # the redacted URL, for messages
+    after_story: int  # baseline: story ids at or below it predate the channel
+    failures: int = 0  # failed runs in a row
+    failure_reported: bool = False
+    last_error: str = ""

@@ -44,10 +44,18 @@ def list_stories(
     chosen = resolve_feed(app.store.feeds(), feed) if feed else None
     refreshed: list[RefreshResult] = []
     warnings: list[str] = []
-    try:
-        refreshed = refresh(app, due, progress=progress)
-    except StoreError as exc:
-        warnings.append(f"refresh skipped: {exc}")
+    if due:
+        with app.refresh_lock() as held:
+            try:
+                if held:
+                    refreshed = refresh(app, due, progress=progress)
+                else:
+                    warnings.append(
+                        "refresh skipped: another storyfeed (notify or refresh) is running; "
+                        "showing the stories already fetched"
+                    )
+            except StoreError as exc:
+                warnings.append(f"refresh skipped: {exc}")
     warnings += [f"{r.feed.title}: {r.error}" for r in refreshed if r.failed]
     stories = app.store.stories(
         feed_id=chosen.id if chosen else None,

@@ -125,25 +125,30 @@ def story_lines(stories: Iterable[Story]) -> Iterator[str]:
         )
 
 
+def story_record(story: Story, summary: str) -> dict[str, Any]:
+    """A story's documented JSON fields."""
+    return {
+        "id": story.id,
+        "feed_id": story.feed_id,
+        "feed": story.feed_title,
+        "title": story.title,
+        "link": story.link,
+        "author": story.author,
+        "published": _iso_or_none(story.published),
+        "first_seen": _iso_or_none(story.first_seen),
+        "new": story.new,
+        "read": story.read,
+        "summary": summary,
+    }
+
+
 def stories_json(stories: Iterable[Story], summary: Callable[[Story], str]) -> str:
-    return _dump(
-        [
-            {
-                "id": story.id,
-                "feed_id": story.feed_id,
-                "feed": story.feed_title,
-                "title": story.title,
-                "link": story.link,
-                "author": story.author,
-                "published": _iso_or_none(story.published),
-                "first_seen": _iso_or_none(story.first_seen),
-                "new": story.new,
-                "read": story.read,
-                "summary": summary(story),
-            }
-            for story in stories
-        ]
-    )
+    return _dump([story_record(story, summary(story)) for story in stories])
+
+
+def json_line(value: Any) -> str:
+    """One JSON value on one line (for streams such as `notify --json`)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def story_view(story: Story, body: str, now: datetime) -> RenderableType:

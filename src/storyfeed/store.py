@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from storyfeed.errors import (
     DatabaseBusyError,
@@ -26,7 +26,15 @@ from storyfeed.errors import (
     DuplicateFeedError,
     StoreError,
 )
-from storyfeed.models import DateFlag, Feed, FeedStatus, FeedUpdate, ParsedStory, Story
+from storyfeed.models import (
+    Channel,
+    DateFlag,
+    Feed,
+    FeedStatus,
+    FeedUpdate,
+    ParsedStory,
+    Story,
+)
 from storyfeed.text import redact_url
 
 _MIGRATIONS: tuple[str, ...] = (
@@ -81,6 +89,33 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE feeds ADD COLUMN ttl_seconds INTEGER;
     UPDATE feeds SET etag = '', last_modified = '', body_hash = '';
     """,
+    # 3: notifications. A channel is known by a hash of its URL, never the URL (it
+    # holds tokens); ids at or below a baseline (a feed's notify_after, a channel's
+    # after_story) are history, not news. failing_since starts a feed's error streak.
+    """
+    ALTER TABLE feeds ADD COLUMN notify_after INTEGER;
+    ALTER TABLE feeds ADD COLUMN failing_since INTEGER;
+    ALTER TABLE feeds ADD COLUMN problem_reported INTEGER NOT NULL DEFAULT 0;
+    UPDATE feeds SET failing_since = last_error_at WHERE error_count > 0;
+    CREATE TABLE channels (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        after_story INTEGER NOT NULL,
+        failures INTEGER NOT NULL DEFAULT 0,
+        failure_reported INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        last_success_at INTEGER
+    );
+    CREATE TABLE deliveries (
+        channel_id INTEGER NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
+        story_id INTEGER NOT NULL REFERENCES stories (id) ON DELETE CASCADE,
+        delivered_at INTEGER NOT NULL,
+        PRIMARY KEY (channel_id, story_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_by_story ON deliveries (story_id);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _MAX_ROWS = 2**62  # below SQLite's integer limit: larger ids and limits cannot match
@@ -134,14 +169,16 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
 _FEED_COLUMNS = (
     "f.id, f.url, f.feed_title, f.user_title, f.site_url, f.status, f.added_at, f.etag, "
     "f.last_modified, f.body_hash, f.last_fetch_at, f.last_success_at, f.last_error, "
-    "f.last_error_at, f.error_count, f.next_fetch_at, f.retry_after, f.ttl_seconds"
+    "f.last_error_at, f.error_count, f.next_fetch_at, f.retry_after, f.ttl_seconds, "
+    "f.notify_after, f.failing_since, f.problem_reported"
 )
 _FEED_NAME = "COALESCE(NULLIF(f.user_title, ''), f.feed_title)"
 
 
 def _feed(row: Sequence[object], counts: Sequence[int] = (0, 0, 0)) -> Feed:
     (id_, url, feed_title, user_title, site_url, status, added, etag, modified, body_hash,
-     fetched, succeeded, error, errored, error_count, next_fetch, retry, ttl) = row  # fmt: skip
+     fetched, succeeded, error, errored, error_count, next_fetch, retry, ttl, notify_after,
+     failing_since, reported) = row  # fmt: skip
     return Feed(
         id=int(id_),  # type: ignore[call-overload]
         url=str(url),
@@ -161,6 +198,9 @@ def _feed(row: Sequence[object], counts: Sequence[int] = (0, 0, 0)) -> Feed:
         next_fetch_at=_dt(next_fetch),  # type: ignore[arg-type]
         retry_after=_dt(retry),  # type: ignore[arg-type]
         ttl_seconds=None if ttl is None else int(ttl),  # type: ignore[call-overload]
+        notify_after=None if notify_after is None else int(notify_after),  # type: ignore[call-overload]
+        failing_since=_dt(failing_since),  # type: ignore[arg-type]
+        problem_reported=bool(reported),
         story_count=counts[0],
         unread_count=counts[1],
         new_count=counts[2],
@@ -399,6 +439,7 @@ class Store:
         if update.success:
             fields["last_success_at"] = _ts(update.fetched_at)
             fields["last_error"] = ""
+            fields["failing_since"] = None
         else:
             fields["last_error"] = update.error
             fields["last_error_at"] = _ts(update.fetched_at)
@@ -415,6 +456,8 @@ class Store:
         assignments = ", ".join(f"{name} = ?" for name in fields)
         # Counted in SQL: two processes failing the same feed both count.
         assignments += ", error_count = " + ("0" if update.success else "error_count + 1")
+        if not update.success:
+            assignments += f", failing_since = COALESCE(failing_since, {_ts(update.fetched_at)})"
         self._db.execute(
             f"UPDATE feeds SET {assignments} WHERE id = ?",  # noqa: S608 (names are ours)
             (*fields.values(), update.feed_id),
@@ -562,6 +605,120 @@ class Store:
                 )
                 changed += cursor.rowcount
         return changed
+
+    # --- notifications ------------------------------------------------------
+
+    def _last_story_id(self) -> int:
+        """The highest story id ever handed out (AUTOINCREMENT keeps it in sqlite_sequence)."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'stories'").fetchone()
+        return int(row[0]) if row else 0
+
+    @_translated
+    def take_notify_baseline(self, *, backlog: bool, dry_run: bool = False) -> int:
+        """Feeds never notified before start now: their stories so far are history
+        (with ``backlog``, news). Returns how many stories became history."""
+        (count,) = self._db.execute(
+            "SELECT COUNT(*) FROM stories s JOIN feeds f ON f.id = s.feed_id "
+            "WHERE f.notify_after IS NULL"
+        ).fetchone()
+        if not dry_run:
+            with self._write():
+                after = 0 if backlog else self._last_story_id()
+                self._db.execute(
+                    "UPDATE feeds SET notify_after = ? WHERE notify_after IS NULL", (after,)
+                )
+        return 0 if backlog else int(count)
+
+    @_translated
+    def channel(
+        self, key: str, label: str, *, backlog: bool, create: bool = True
+    ) -> Channel | None:
+        """The channel known by ``key``; a new one starts after the newest story
+        (with ``backlog``, before the first), so it is not sent what others had."""
+        row = self._channel_row(key)
+        if row is None and create:
+            with self._write():
+                after = 0 if backlog else self._last_story_id()
+                self._db.execute(
+                    "INSERT OR IGNORE INTO channels (key, label, created_at, after_story) "
+                    "VALUES (?, ?, ?, ?)",
+                    (key, label, _ts(datetime.now(UTC)), after),
+                )
+            row = self._channel_row(key)
+        if row is None:
+            return None
+        id_, key_, label_, after_story, failures, reported, error = row
+        return Channel(
+            id=int(id_),
+            key=str(key_),
+            label=str(label_),
+            after_story=int(after_story),
+            failures=int(failures),
+            failure_reported=bool(reported),
+            last_error=str(error),
+        )
+
+    def _channel_row(self, key: str) -> tuple[Any, ...] | None:
+        row = self._db.execute(
+            "SELECT id, key, label, after_story, failures, failure_reported, last_error "
+            "FROM channels WHERE key = ?",
+            (key,),
+        ).fetchone()
+        return tuple(row) if row else None
+
+    @_translated
+    def pending_stories(self, channel: Channel, *, unseen_feeds: bool = False) -> list[Story]:
+        """Stories a channel has not been sent: news of notified feeds (with
+        ``unseen_feeds``, of never-notified ones too), newer than the channel, not
+        read before they could be sent; oldest first."""
+        unseen = 0 if unseen_feeds else _MAX_ROWS  # a never-notified feed has no news
+        query = self._story_query(
+            "WHERE s.id > COALESCE(f.notify_after, ?) AND s.id > ? AND s.read_at IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM deliveries d "
+            "WHERE d.channel_id = ? AND d.story_id = s.id) ORDER BY s.id"
+        )
+        params = (unseen, channel.after_story, channel.id)
+        return [self._story(row) for row in self._db.execute(query, params)]
+
+    @_translated
+    def record_deliveries(self, channel_id: int, story_ids: Sequence[int], now: datetime) -> None:
+        """The channel accepted these stories: never send them to it again."""
+        with self._write():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO deliveries (channel_id, story_id, delivered_at) "
+                "VALUES (?, ?, ?)",
+                [(channel_id, story_id, _ts(now)) for story_id in story_ids],
+            )
+
+    @_translated
+    def record_channel_run(self, channel_id: int, *, error: str, now: datetime) -> None:
+        """A run's outcome for a channel: failures in a row, or none."""
+        with self._write():
+            if error:
+                self._db.execute(
+                    "UPDATE channels SET failures = failures + 1, last_error = ? WHERE id = ?",
+                    (error, channel_id),
+                )
+            else:
+                self._db.execute(
+                    "UPDATE channels SET failures = 0, last_error = '', last_success_at = ? "
+                    "WHERE id = ?",
+                    (_ts(now), channel_id),
+                )
+
+    @_translated
+    def set_channel_reported(self, channel_id: int, reported: bool) -> None:
+        with self._write():
+            self._db.execute(
+                "UPDATE channels SET failure_reported = ? WHERE id = ?", (reported, channel_id)
+            )
+
+    @_translated
+    def set_problem_reported(self, feed_id: int, reported: bool) -> None:
+        with self._write():
+            self._db.execute(
+                "UPDATE feeds SET problem_reported = ? WHERE id = ?", (reported, feed_id)
+            )
 
 
 def _chunks(values: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
