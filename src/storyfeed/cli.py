@@ -446,8 +446,8 @@ def notify_command(
 ) -> None:
     """For cron: refresh, then tell each channel about new stories, once."""
     state = _app(ctx)
-    urls = list(to or state.settings.notify.urls) or [notify.STDOUT]
-    if not to and config.holds_secrets_readable_by_others(state.paths.config_file, state.settings):
+    urls = list(dict.fromkeys(to or state.settings.notify.urls)) or [notify.STDOUT]
+    if config.holds_secrets_readable_by_others(state.paths.config_file, state.settings):
         warn(f"{state.paths.config_file} holds notification URLs and others can read it; "
              "chmod 600 it")  # fmt: skip
     targets = [_target(url, as_json=as_json) for url in urls]
@@ -522,9 +522,14 @@ def _notify_output(
         if verbose and channel.new:
             say(f"{channel.label}: a new channel; it starts with the stories that come next")
         for message in channel.would_send:
-            _out_lines([f"{channel.label}: would send: {message.title}"] + [
-                f"  {line}" for line in message.lines
-            ])  # fmt: skip
+            if as_json:
+                would = {"channel": channel.label, "title": message.title,
+                         "stories": [story.id for story in message.stories]}  # fmt: skip
+                _out_lines([render.json_line({"would_send": would})])
+            else:
+                _out_lines([f"{channel.label}: would send: {message.title}"] + [
+                    f"  {line}" for line in message.lines
+                ])  # fmt: skip
         if verbose:
             say(f"{channel.label}: {channel.delivered} delivered, {channel.pending} pending"
                 + (f" ({channel.error})" if channel.error else ""))  # fmt: skip

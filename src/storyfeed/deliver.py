@@ -9,10 +9,24 @@ a failure.
 from __future__ import annotations
 
 import logging
-
-import apprise
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from storyfeed.text import clean_line
+
+
+@contextmanager
+def _library_warnings_hidden() -> Iterator[None]:
+    """apprise's plugins import the stdlib's deprecated imghdr (Python 3.11-3.12):
+    its warning is apprise's business, not our users'."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+with _library_warnings_hidden():
+    import apprise
 
 # apprise logs through the standard logging module; with no handler configured,
 # Python's last-resort handler would print its warnings on our stderr.
@@ -30,13 +44,17 @@ class AppriseChannel:
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._apprise = apprise.Apprise()
-        if not self._apprise.add(url):
-            raise InvalidChannelURL("not a notification URL apprise knows")
+        with _library_warnings_hidden():
+            self._apprise = apprise.Apprise()
+            if not self._apprise.add(url):
+                raise InvalidChannelURL("not a notification URL apprise knows")
 
     def send(self, title: str, body: str) -> str:
         """Deliver one plain-text message; "" when it was accepted, else why not."""
-        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as log:  # type: ignore[no-untyped-call]
+        with (
+            _library_warnings_hidden(),
+            apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as log,  # type: ignore[no-untyped-call]
+        ):
             accepted = self._apprise.notify(
                 body=body, title=title, body_format=apprise.NotifyFormat.TEXT
             )

@@ -60,7 +60,7 @@ class Feed:
     ttl_seconds: int | None = None  # the feed's own <ttl>, kept between fetches
     notify_after: int | None = None  # notify's baseline: story ids above it are news
     failing_since: datetime | None = None  # the first failure of the current streak
-    problem_reported: bool = False  # notify said it fails; it will say when it recovers
+    problem_reported: int = 0  # what notify last said of its trouble (notify.FAILING, RETIRED)
     story_count: int = 0
     unread_count: int = 0
     new_count: int = 0

@@ -90,13 +90,17 @@ def plan_messages(stories: Sequence[Story], digest_after: int) -> list[Message]:
     ]
 
 
+# What notify last said of a feed's trouble (Feed.problem_reported).
+QUIET, FAILING, RETIRED = 0, 1, 2
+
+
 @dataclass(frozen=True, slots=True)
 class FeedReport:
     """A feed problem (or its end) worth one line, once."""
 
     feed: Feed
     line: str
-    reported: bool  # the feed's problem_reported flag after this report
+    reported: int  # the feed's problem_reported after this report
 
 
 def feed_reports(
@@ -108,24 +112,23 @@ def feed_reports(
     """
     reports = []
     for feed in feeds:
-        if feed.problem_reported:
-            if feed.status is FeedStatus.ACTIVE and feed.error_count == 0:
-                reports.append(FeedReport(feed, f"{feed.title}: recovered", False))
-            continue
+        said = feed.problem_reported
         if feed.status is FeedStatus.GONE:
-            line = f"{feed.title}: retired (HTTP 410 Gone); `storyfeed refresh {feed.id}` retries"
-            reports.append(FeedReport(feed, line, True))
-        elif (
-            feed.status is FeedStatus.ACTIVE
-            and feed.error_count
-            and _persisted(feed, settings, now)
-        ):
+            if said != RETIRED:
+                line = (
+                    f"{feed.title}: retired (HTTP 410 Gone); `storyfeed refresh {feed.id}` retries"
+                )
+                reports.append(FeedReport(feed, line, RETIRED))
+        elif feed.status is FeedStatus.ACTIVE and feed.error_count == 0:
+            if said != QUIET:
+                reports.append(FeedReport(feed, f"{feed.title}: recovered", QUIET))
+        elif feed.status is FeedStatus.ACTIVE and said == QUIET and _persisted(feed, settings, now):
             since = feed.failing_since or now
             line = (
                 f"{feed.title}: failing since {since:%Y-%m-%d %H:%M} UTC "
                 f"({feed.error_count} attempts): {feed.last_error}"
             )
-            reports.append(FeedReport(feed, line, True))
+            reports.append(FeedReport(feed, line, FAILING))
     return reports
 
 

@@ -200,7 +200,7 @@ def _feed(row: Sequence[object], counts: Sequence[int] = (0, 0, 0)) -> Feed:
         ttl_seconds=None if ttl is None else int(ttl),  # type: ignore[call-overload]
         notify_after=None if notify_after is None else int(notify_after),  # type: ignore[call-overload]
         failing_since=_dt(failing_since),  # type: ignore[arg-type]
-        problem_reported=bool(reported),
+        problem_reported=int(reported),  # type: ignore[call-overload]
         story_count=counts[0],
         unread_count=counts[1],
         new_count=counts[2],
@@ -675,7 +675,8 @@ class Store:
         query = self._story_query(
             "WHERE s.id > COALESCE(f.notify_after, ?) AND s.id > ? AND s.read_at IS NULL "
             "AND NOT EXISTS (SELECT 1 FROM deliveries d "
-            "WHERE d.channel_id = ? AND d.story_id = s.id) ORDER BY s.id"
+            "WHERE d.channel_id = ? AND d.story_id = s.id) ORDER BY s.id",
+            summary=True,
         )
         params = (unseen, channel.after_story, channel.id)
         return [self._story(row) for row in self._db.execute(query, params)]
@@ -714,7 +715,7 @@ class Store:
             )
 
     @_translated
-    def set_problem_reported(self, feed_id: int, reported: bool) -> None:
+    def set_problem_reported(self, feed_id: int, reported: int) -> None:
         with self._write():
             self._db.execute(
                 "UPDATE feeds SET problem_reported = ? WHERE id = ?", (reported, feed_id)
