@@ -175,32 +175,32 @@ _FEED_COLUMNS = (
 _FEED_NAME = "COALESCE(NULLIF(f.user_title, ''), f.feed_title)"
 
 
-def _feed(row: Sequence[object], counts: Sequence[int] = (0, 0, 0)) -> Feed:
+def _feed(row: Sequence[Any], counts: Sequence[int] = (0, 0, 0)) -> Feed:
     (id_, url, feed_title, user_title, site_url, status, added, etag, modified, body_hash,
      fetched, succeeded, error, errored, error_count, next_fetch, retry, ttl, notify_after,
      failing_since, reported) = row  # fmt: skip
     return Feed(
-        id=int(id_),  # type: ignore[call-overload]
+        id=int(id_),
         url=str(url),
         feed_title=str(feed_title),
         user_title=str(user_title),
         site_url=str(site_url),
         status=FeedStatus(str(status)),
-        added_at=_dt(added),  # type: ignore[arg-type]
+        added_at=_dt(added),
         etag=str(etag),
         last_modified=str(modified),
         body_hash=str(body_hash),
-        last_fetch_at=_dt(fetched),  # type: ignore[arg-type]
-        last_success_at=_dt(succeeded),  # type: ignore[arg-type]
+        last_fetch_at=_dt(fetched),
+        last_success_at=_dt(succeeded),
         last_error=str(error),
-        last_error_at=_dt(errored),  # type: ignore[arg-type]
-        error_count=int(error_count),  # type: ignore[call-overload]
-        next_fetch_at=_dt(next_fetch),  # type: ignore[arg-type]
-        retry_after=_dt(retry),  # type: ignore[arg-type]
-        ttl_seconds=None if ttl is None else int(ttl),  # type: ignore[call-overload]
-        notify_after=None if notify_after is None else int(notify_after),  # type: ignore[call-overload]
-        failing_since=_dt(failing_since),  # type: ignore[arg-type]
-        problem_reported=int(reported),  # type: ignore[call-overload]
+        last_error_at=_dt(errored),
+        error_count=int(error_count),
+        next_fetch_at=_dt(next_fetch),
+        retry_after=_dt(retry),
+        ttl_seconds=None if ttl is None else int(ttl),
+        notify_after=None if notify_after is None else int(notify_after),
+        failing_since=_dt(failing_since),
+        problem_reported=int(reported),
         story_count=counts[0],
         unread_count=counts[1],
         new_count=counts[2],
@@ -489,20 +489,20 @@ class Store:
         )
 
     @staticmethod
-    def _story(row: Sequence[object]) -> Story:
+    def _story(row: Sequence[Any]) -> Story:
         (id_, feed_id, feed_title, feed_url, title, link, author, summary, content, published,
          first_seen, new, read, flag) = row  # fmt: skip
         return Story(
-            id=int(id_),  # type: ignore[call-overload]
-            feed_id=int(feed_id),  # type: ignore[call-overload]
+            id=int(id_),
+            feed_id=int(feed_id),
             feed_title=str(feed_title) or redact_url(str(feed_url)),
             title=str(title),
             link=str(link),
             author=str(author),
             summary=str(summary),
             content=str(content),
-            published=_dt(published),  # type: ignore[arg-type]
-            first_seen=_dt(first_seen),  # type: ignore[arg-type]
+            published=_dt(published),
+            first_seen=datetime.fromtimestamp(first_seen, UTC),
             new=bool(new),
             read=bool(read),
             date_flag=DateFlag(str(flag)),
