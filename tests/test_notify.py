@@ -8,6 +8,7 @@ arrives.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,6 +17,8 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -1133,3 +1136,157 @@ def test_channel_label_and_key_of_stdout() -> None:
     assert channel_key("stdout") == "stdout"
     assert channel_label("json://a.example/x").startswith("json://*** (")
     assert channel_label(SECRET).startswith("?://*** (")
+
+
+# --- regressions from a review as a cron user -----------------------------------------
+
+
+def test_one_entry_holding_several_urls_is_refused(
+    run: Run, home: Path, alpha: ServedFeed, receiver: Receiver
+) -> None:
+    subscribe(run, alpha)
+    both = f"{receiver.url}, {receiver.url}2"
+    result = run("notify", "--to", both)
+    assert result.code == 1
+    assert "not one notification URL" in result.err
+    assert query(home, "SELECT COUNT(*) FROM channels") == [(0,)]
+    junk = run("notify", "--to", "\x1b]0;pwned\x07ntfy://x")
+    assert junk.code == 1
+    assert "pwned" not in junk.err
+
+
+def test_a_feed_never_fetched_takes_its_baseline_at_its_first_success(
+    run: Run, home: Path, httpserver: HTTPServer
+) -> None:
+    later = ServedFeed(httpserver, "Later")
+    later.add(1, 2, 3)
+    later.status = 503
+    assert run("feeds").code == 0  # creates the database
+    with closing(sqlite3.connect(home / "storyfeed.db")) as db, db:
+        db.execute("INSERT INTO feeds (url, added_at) VALUES (?, 0)", (later.url,))
+    first = run("notify")  # the feed is down: no baseline yet
+    assert (first.code, first.out) == (0, "")
+    later.status = 200
+    make_due(home)
+    second = run("notify")  # its first success: its stories are history, not news
+    assert (second.code, second.out) == (0, "")
+    later.add(4)
+    make_due(home)
+    third = run("notify")
+    assert third.out == later.line(4) + "\n"
+
+
+def test_a_receiver_that_trickles_its_answer_is_given_up_on(
+    run: Run, home: Path, alpha: ServedFeed
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        listener.settimeout(5)
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+                while not stop.wait(0.5):
+                    conn.sendall(b"x")
+
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    try:
+        subscribe(run, alpha)
+        write_config(home, "[notify]\nsend_timeout = 2\n")
+        url = f"json://127.0.0.1:{port}/slow"
+        baseline(run, "--to", url)
+        alpha.add(3)
+        make_due(home)
+        started = time.monotonic()
+        result = run("notify", "--to", url)
+        assert result.code == 1
+        assert time.monotonic() - started < 10
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def test_failure_reasons_never_quote_the_url(
+    run: Run, home: Path, alpha: ServedFeed, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/s3cr3tTopic", method="POST").respond_with_data("no", status=500)
+    url = f"ntfy://127.0.0.1:{httpserver.port}/s3cr3tTopic"
+    subscribe(run, alpha)
+    baseline(run, "--to", url)
+    alpha.add(3)
+    make_due(home)
+    for _ in range(3):
+        result = run("notify", "--to", url, "--verbose", "--json")
+        assert result.code == 1
+        assert "s3cr3tTopic" not in result.out + result.err
+    assert "HTTP 500" in result.err
+    assert "s3cr3tTopic" not in str(query(home, "SELECT last_error, label FROM channels"))
+    tested = run("notify", "--test", "--to", url)
+    assert tested.code == 1
+    assert "s3cr3tTopic" not in tested.err
+
+
+def test_a_story_read_before_notify_stays_settled_after_mark_unread(
+    run: Run, home: Path, alpha: ServedFeed
+) -> None:
+    subscribe(run, alpha)
+    baseline(run)
+    alpha.add(3, 4)
+    make_due(home)
+    run("refresh")
+    assert run("mark", "read", "--all").code == 0
+    assert_silent(run("notify"))
+    assert run("mark", "unread", "--all").code == 0
+    assert_silent(run("notify"))
+
+
+def test_a_digest_stays_small(run: Run, home: Path, alpha: ServedFeed, receiver: Receiver) -> None:
+    subscribe(run, alpha)
+    baseline(run, "--to", receiver.url)
+    alpha.add(*range(3, 203))
+    make_due(home)
+    assert run("notify", "--to", receiver.url).code == 0
+    (digest,) = receiver.accepted
+    assert digest["title"] == "200 new stories"
+    assert len(digest["message"]) < 4000
+    assert "… and 175 more" in digest["message"]
+    assert receiver.count(alpha.link(202)) == 1
+    make_due(home)
+    assert run("notify", "--to", receiver.url).code == 0
+    assert len(receiver.accepted) == 1  # all 200 were settled by the digest
+
+
+def test_usage_errors_do_not_quote_credentials(run: Run) -> None:
+    result = run("notify", "json://admin:hunter2@127.0.0.1/x")
+    assert result.code == 2
+    assert "hunter2" not in result.err
+
+
+def test_a_story_removed_during_delivery_does_not_stop_the_run(
+    run: Run, home: Path, alpha: ServedFeed
+) -> None:
+    """Recording a delivery for a story whose feed was removed meanwhile is skipped."""
+    from storyfeed.store import Store
+
+    subscribe(run, alpha)
+    baseline(run)
+    alpha.add(3)
+    make_due(home)
+    run("refresh")
+    store = Store.open(home / "storyfeed.db")
+    try:
+        (channel_row,) = query(home, "SELECT key, label FROM channels")
+        channel = store.channel(str(channel_row[0]), str(channel_row[1]), backlog=False)
+        assert channel is not None
+        (story,) = store.pending_stories(channel)
+        store.remove_feed(story.feed_id)
+        store.record_deliveries(channel.id, [story.id], NOW)
+    finally:
+        store.close()
+    assert query(home, "SELECT COUNT(*) FROM deliveries") == [(0,)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -446,11 +447,16 @@ def notify_command(
 ) -> None:
     """For cron: refresh, then tell each channel about new stories, once."""
     state = _app(ctx)
-    urls = list(dict.fromkeys(to or state.settings.notify.urls)) or [notify.STDOUT]
+    urls = list(dict.fromkeys(u.strip() for u in to or state.settings.notify.urls))
+    urls = urls or [notify.STDOUT]
     if config.holds_secrets_readable_by_others(state.paths.config_file, state.settings):
         warn(f"{state.paths.config_file} holds notification URLs and others can read it; "
              "chmod 600 it")  # fmt: skip
-    targets = [_target(url, as_json=as_json) for url in urls]
+    timeout = state.settings.notify.send_timeout
+    targets = [_target(url, as_json=as_json, timeout=timeout) for url in urls]
+    if test and dry_run:
+        _note("".join(f"{t.label}: would send a test message\n" for t in targets))
+        return
     if test:
         failed = [(label, reason) for label, reason in notify.send_test(targets) if reason]
         for label, reason in failed:
@@ -462,19 +468,21 @@ def notify_command(
         if not locked:
             _busy(verbose)
         report = notify.run_notify(state, targets, backlog=backlog, dry_run=dry_run)
-    _notify_output(report, dry_run=dry_run, as_json=as_json, verbose=verbose)
+        _notify_output(report, dry_run=dry_run, as_json=as_json, verbose=verbose, backlog=backlog)
+        if not dry_run:
+            notify.settle(state, report)
     if report.failed:
         raise typer.Exit(EXIT_FAILED)
 
 
-def _target(url: str, *, as_json: bool) -> notify.Target:
+def _target(url: str, *, as_json: bool, timeout: float) -> notify.Target:
     label = notify.channel_label(url)
     if url == notify.STDOUT:
         return notify.Target(notify.channel_key(url), label, _StdoutSender(as_json))
     from storyfeed import deliver
 
     try:
-        channel = deliver.AppriseChannel(url)
+        channel = deliver.AppriseChannel(url, timeout=timeout)
     except deliver.InvalidChannelURL as exc:
         raise InvalidURLError(f"{label}: {exc}") from None
     return notify.Target(notify.channel_key(url), label, _AppriseSender(channel))
@@ -511,7 +519,7 @@ class _AppriseSender:
 
 
 def _notify_output(
-    report: notify.NotifyReport, *, dry_run: bool, as_json: bool, verbose: bool
+    report: notify.NotifyReport, *, dry_run: bool, as_json: bool, verbose: bool, backlog: bool
 ) -> None:
     """Quiet when all is well: only news, lasting problems and their ends are told."""
     for feed_report in report.feeds:
@@ -520,7 +528,8 @@ def _notify_output(
         if channel.report:
             say(channel.report)
         if verbose and channel.new:
-            say(f"{channel.label}: a new channel; it starts with the stories that come next")
+            start = "sent the backlog" if backlog else "it starts with the stories that come next"
+            say(f"{channel.label}: a new channel; {start}")
         for message in channel.would_send:
             if as_json:
                 would = {"channel": channel.label, "title": message.title,
@@ -563,6 +572,10 @@ def say(message: str) -> None:
 # --- the error boundary --------------------------------------------------------------
 
 
+# user:password@ in a URL quoted back by a usage error (`notify json://u:p@h/` without --to)
+_CREDENTIALS = re.compile(r"(\w[\w+.-]*://)[^/\s@]+@")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run storyfeed and exit: 0 ok, 1 failed, 2 usage error, 130 interrupted."""
     sys.exit(run(argv))
@@ -582,7 +595,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         error(str(exc))
         return EXIT_FAILED
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
-        error(exc.format_message())
+        error(_CREDENTIALS.sub(r"\1***@", exc.format_message()))
         code = int(getattr(exc, "exit_code", EXIT_USAGE))
         ctx = getattr(exc, "ctx", None)
         if code == EXIT_USAGE and ctx is not None:

@@ -56,6 +56,7 @@ class NotifySettings:
     report_after_failures: int = 3  # a feed's failures in a row before notify reports it
     report_after: int = 24 * 60 * 60  # ... or seconds of failing, whichever comes first
     channel_failures: int = 3  # a channel's failed runs in a row before it is reported
+    send_timeout: float = 60.0  # seconds one message may take before it counts as failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "report_after_failures": (1, 1000),
     "report_after": (60, 365 * _DAY),
     "channel_failures": (1, 1000),
+    "send_timeout": (1, 3600),
 }
 
 

@@ -79,11 +79,21 @@ def story_line(story: Story) -> str:
     return f"{story.feed_title} — {story.title or '(untitled)'} — {story.link}"
 
 
+DIGEST_LINES = 25  # a digest names this many stories at most: services cap message sizes
+
+
 def plan_messages(stories: Sequence[Story], digest_after: int) -> list[Message]:
-    """One message per story, or one digest when there are more than ``digest_after``."""
+    """One message per story, or one digest when there are more than ``digest_after``.
+
+    A digest names the newest few and counts the rest, so that it stays within
+    what chat services accept (Discord takes 2,000 characters, Telegram 4,096).
+    """
     if len(stories) > digest_after:
-        body = "\n".join(story_line(story) for story in stories)
-        return [Message(f"{len(stories)} new stories", body, tuple(stories))]
+        shown = list(stories)[-DIGEST_LINES:]
+        lines = [story_line(story)[:300] for story in shown]
+        if len(stories) > len(shown):
+            lines.append(f"… and {len(stories) - len(shown)} more: `storyfeed list` shows them")
+        return [Message(f"{len(stories)} new stories", "\n".join(lines), tuple(stories))]
     return [
         Message(story.feed_title, f"{story.title or '(untitled)'}\n{story.link}", (story,))
         for story in stories
@@ -158,6 +168,8 @@ def channel_report(channel: Channel, error: str, settings: NotifySettings) -> tu
 @dataclass(slots=True)
 class ChannelOutcome:
     label: str
+    channel_id: int = 0
+    reported: bool = False  # the channel's failure_reported flag after this run
     delivered: int = 0
     pending: int = 0
     error: str = ""
@@ -188,17 +200,14 @@ def run_notify(
 ) -> NotifyReport:
     """Refresh what is due, then deliver each channel's news and record it.
 
-    The caller holds the refresh lock. With ``dry_run`` nothing is sent and no
-    baseline, delivery or report is recorded (the cache itself is refreshed).
+    The caller holds the refresh lock, and calls :func:`settle` once it has shown
+    the report. With ``dry_run`` nothing is sent and no baseline, delivery or
+    report is recorded (the cache itself is refreshed).
     """
     now = app.clock()
     refreshed = refresh(app, [f for f in app.store.feeds() if is_due(f, now)], progress=progress)
     now = app.clock()
-    settings = app.settings.notify
-    reports = feed_reports(app.store.feeds(), settings, now)
-    if not dry_run:
-        for report in reports:
-            app.store.set_problem_reported(report.feed.id, report.reported)
+    reports = feed_reports(app.store.feeds(), app.settings.notify, now)
     baseline = app.store.take_notify_baseline(backlog=backlog, dry_run=dry_run)
     outcomes = [_deliver(app, target, backlog=backlog, dry_run=dry_run) for target in targets]
     return NotifyReport(refreshed=refreshed, baseline=baseline, feeds=reports, channels=outcomes)
@@ -215,6 +224,9 @@ def _deliver(app: App, target: Target, *, backlog: bool, dry_run: bool) -> Chann
         if not backlog:
             return outcome
         channel = Channel(id=0, key=target.key, label=target.label, after_story=0)
+    outcome.channel_id, outcome.reported = channel.id, channel.failure_reported
+    if not dry_run:
+        app.store.skip_read_stories(channel, app.clock())
     stories = app.store.pending_stories(channel, unseen_feeds=backlog and dry_run)
     messages = plan_messages(stories, settings.digest_after)
     outcome.pending = len(stories)
@@ -230,11 +242,19 @@ def _deliver(app: App, target: Target, *, backlog: bool, dry_run: bool) -> Chann
         outcome.delivered += len(message.stories)
     outcome.pending -= outcome.delivered
     if messages:  # a run with nothing to send says nothing about the channel
-        outcome.report, reported = channel_report(channel, outcome.error, settings)
+        outcome.report, outcome.reported = channel_report(channel, outcome.error, settings)
         app.store.record_channel_run(channel.id, error=outcome.error, now=app.clock())
-        if reported != channel.failure_reported:
-            app.store.set_channel_reported(channel.id, reported)
     return outcome
+
+
+def settle(app: App, report: NotifyReport) -> None:
+    """Remember what was told of feeds and channels, once it has been shown: a run
+    that dies before showing it tells it again next time."""
+    for feed_report in report.feeds:
+        app.store.set_problem_reported(feed_report.feed.id, feed_report.reported)
+    for channel in report.channels:
+        if channel.report:
+            app.store.set_channel_reported(channel.channel_id, channel.reported)
 
 
 def send_test(targets: Sequence[Target]) -> list[tuple[str, str]]:

@@ -617,15 +617,19 @@ class Store:
     def take_notify_baseline(self, *, backlog: bool, dry_run: bool = False) -> int:
         """Feeds never notified before start now: their stories so far are history
         (with ``backlog``, news). Returns how many stories became history."""
+        # A feed that has never been fetched has no stories yet: its baseline waits
+        # for its first success, or its whole archive would arrive as news then.
         (count,) = self._db.execute(
             "SELECT COUNT(*) FROM stories s JOIN feeds f ON f.id = s.feed_id "
-            "WHERE f.notify_after IS NULL"
+            "WHERE f.notify_after IS NULL AND f.last_success_at IS NOT NULL"
         ).fetchone()
         if not dry_run:
             with self._write():
                 after = 0 if backlog else self._last_story_id()
                 self._db.execute(
-                    "UPDATE feeds SET notify_after = ? WHERE notify_after IS NULL", (after,)
+                    "UPDATE feeds SET notify_after = ? "
+                    "WHERE notify_after IS NULL AND last_success_at IS NOT NULL",
+                    (after,),
                 )
         return 0 if backlog else int(count)
 
@@ -685,11 +689,25 @@ class Store:
     def record_deliveries(self, channel_id: int, story_ids: Sequence[int], now: datetime) -> None:
         """The channel accepted these stories: never send them to it again."""
         with self._write():
+            # From the stories table: one removed meanwhile (with its feed) is skipped.
             self._db.executemany(
                 "INSERT OR IGNORE INTO deliveries (channel_id, story_id, delivered_at) "
-                "VALUES (?, ?, ?)",
-                [(channel_id, story_id, _ts(now)) for story_id in story_ids],
+                "SELECT ?, id, ? FROM stories WHERE id = ?",
+                [(channel_id, _ts(now), story_id) for story_id in story_ids],
             )
+
+    @_translated
+    def skip_read_stories(self, channel: Channel, now: datetime) -> int:
+        """Stories read before they could be sent are settled for the channel, so
+        that marking them unread later does not make them news."""
+        with self._write():
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO deliveries (channel_id, story_id, delivered_at) "
+                "SELECT ?, s.id, ? FROM stories s JOIN feeds f ON f.id = s.feed_id "
+                "WHERE s.id > f.notify_after AND s.id > ? AND s.read_at IS NOT NULL",
+                (channel.id, _ts(now), channel.after_story),
+            )
+        return cursor.rowcount
 
     @_translated
     def record_channel_run(self, channel_id: int, *, error: str, now: datetime) -> None:
