@@ -1,6 +1,7 @@
 """The command line: typer wiring and the one error boundary.
 
-Each command parses its options, calls one use case in :mod:`storyfeed.core`
+Each command parses its options, calls one use case (in :mod:`storyfeed.core`,
+:mod:`~storyfeed.reading`, :mod:`~storyfeed.subscriptions` or :mod:`~storyfeed.notify`)
 and prints what :mod:`storyfeed.render` builds: a rich table on a terminal,
 tab-separated lines in a pipe, JSON with ``--json``. Every ``StoryfeedError``
 becomes one ``storyfeed: error: ...`` line and exit status 1 in :func:`run`.
@@ -200,7 +201,8 @@ def list_command(
     ] = None,
     unread: Annotated[bool, typer.Option("--unread", help="Only unread stories.")] = False,
     limit: Annotated[
-        int | None, typer.Option("--limit", "-n", min=1, help="How many stories [default: 30].")
+        int | None,
+        typer.Option("--limit", "-n", min=1, help="How many stories [default: list_limit, 30]."),
     ] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Do not refresh first.")] = False,
     as_json: JsonOpt = False,
@@ -219,11 +221,12 @@ def _list(
     as_json: bool,
 ) -> None:
     _require_output()
-    due = [] if offline else reading.due_for_listing(state, feed)
+    chosen = reading.choose_feed(state, feed)
+    due = [] if offline else reading.due_for_listing(state, chosen)
     with _progress(len(due), "Refreshing") as progress:
         listing = reading.list_stories(
             state,
-            feed=feed,
+            chosen=chosen,
             unread=unread,
             limit=limit,
             due=due,

@@ -4,7 +4,8 @@ The decisions (what is due, what a fetch means for a feed, which feed a FEED
 argument names) are pure functions of data and ``now``; :func:`refresh` wires
 them to the store, the fetcher and the parser. fetch and parse, and so httpx and
 feedparser, are imported only when something is fetched. The use cases built on
-this live beside it: :mod:`storyfeed.reading` and :mod:`storyfeed.subscriptions`.
+this live beside it: :mod:`storyfeed.reading`, :mod:`storyfeed.subscriptions` and
+:mod:`storyfeed.notify`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 
 from storyfeed.config import Paths, Settings, load_settings
 from storyfeed.errors import (
@@ -86,17 +86,6 @@ class App:
             self._store.close()
             self._store = None
 
-    def __enter__(self) -> App:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 # --- pure decisions ---------------------------------------------------------
 
@@ -108,6 +97,10 @@ def is_due(feed: Feed, now: datetime) -> bool:
     if feed.retry_after is not None and feed.retry_after > now:
         return False
     return feed.next_fetch_at is None or feed.next_fetch_at <= now
+
+
+def due_feeds(feeds: Sequence[Feed], now: datetime) -> list[Feed]:
+    return [feed for feed in feeds if is_due(feed, now)]
 
 
 def fetch_interval(settings: Settings, max_age: int | None, ttl: int | None) -> timedelta:
@@ -134,8 +127,12 @@ def decide_update(
     parse_error: str,
     settings: Settings,
     now: datetime,
+    digest: str | None = None,
 ) -> tuple[FeedUpdate, RefreshOutcome]:
-    """What one fetch means for a feed: the row to write and the outcome to report."""
+    """What one fetch means for a feed: the row to write and the outcome to report.
+
+    ``digest`` is the body's hash when the caller has it already.
+    """
     success = fetched.outcome in {FetchOutcome.OK, FetchOutcome.NOT_MODIFIED} and not parse_error
     if success:
         ttl = parsed.ttl_seconds if parsed else feed.ttl_seconds
@@ -151,7 +148,7 @@ def decide_update(
         )
         if fetched.outcome is FetchOutcome.NOT_MODIFIED:
             return common, RefreshOutcome.NOT_MODIFIED
-        digest = body_hash(fetched.body)
+        digest = digest or body_hash(fetched.body)
         if parsed is None:
             return replace(common, body_hash=digest), RefreshOutcome.UNCHANGED
         return replace(
@@ -233,7 +230,7 @@ def select_feeds(app: App, names: Sequence[str], *, force: bool) -> tuple[list[F
     elif force:
         chosen = [feed for feed in feeds if feed.status is FeedStatus.ACTIVE]
     else:
-        return [feed for feed in feeds if is_due(feed, now)], []
+        return due_feeds(feeds, now), []
     held = [feed for feed in chosen if feed.retry_after is not None and feed.retry_after > now]
     return [feed for feed in chosen if feed not in held], held
 
@@ -262,10 +259,14 @@ def refresh(
 
 def _store_fetch(app: App, feed: Feed, fetched: FetchResult) -> RefreshResult:
     now = app.clock()
-    parsed, parse_error = None, ""
-    if fetched.outcome is FetchOutcome.OK and body_hash(fetched.body) != feed.body_hash:
-        parsed, parse_error = _parse(fetched, now)
-    update, outcome = decide_update(feed, fetched, parsed, parse_error, app.settings, now)
+    parsed, parse_error, digest = None, "", None
+    if fetched.outcome is FetchOutcome.OK:
+        digest = body_hash(fetched.body)
+        if digest != feed.body_hash:  # an unchanged body is not parsed again
+            parsed, parse_error = _parse(fetched, now)
+    update, outcome = decide_update(
+        feed, fetched, parsed, parse_error, app.settings, now, digest=digest
+    )
     new, changed = app.store.apply_update(update)
     return RefreshResult(
         feed=feed,

@@ -54,7 +54,6 @@ class AppriseChannel:
     def __init__(self, url: str, timeout: float = 60.0) -> None:
         if not _ONE_URL.fullmatch(url) or not url.isprintable() or not url.isascii():
             raise InvalidChannelURL("not one notification URL (give each its own --to)")
-        self._url = url
         self._timeout = timeout
         with _library_warnings_hidden():
             self._apprise = apprise.Apprise()

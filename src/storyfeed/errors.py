@@ -11,9 +11,8 @@ a bug.
     ├── InvalidURLError        not an http(s)/file URL or an existing path
     ├── DuplicateFeedError     already subscribed
     ├── UnsafeLinkError        a story link that may not be opened
-    ├── FetchError             the server or the network failed
-    │   ├── HTTPStatusError    an error status (4xx/5xx)
-    │   └── TooLargeError      the body went over the size cap
+    ├── FetchError             the server or the network failed (add only: a refresh
+    │                          records a failed fetch on its feed instead)
     ├── ParseError             the document is not a usable feed
     │   └── NotAFeedError      HTML, empty, or another kind of document
     └── StoreError             the database cannot be used
@@ -56,18 +55,6 @@ class UnsafeLinkError(StoryfeedError):
 
 class FetchError(StoryfeedError):
     """Fetching a feed failed: network, timeout, or an error status."""
-
-
-class HTTPStatusError(FetchError):
-    """The server answered with an error status."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class TooLargeError(FetchError):
-    """The response body went over the configured cap."""
 
 
 class ParseError(StoryfeedError):

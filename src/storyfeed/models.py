@@ -177,7 +177,6 @@ class RefreshOutcome(enum.StrEnum):
     UNCHANGED = "unchanged"  # 200 with the same body as last time
     GONE = "gone"  # 410: retired
     ERROR = "error"
-    SKIPPED = "skipped"  # not fetched (Retry-After, locked, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +207,8 @@ class FeedUpdate:
     next_fetch_at: datetime
     success: bool
     error: str = ""
+    # The failure streak as core saw it (its backoff is computed from it); the store
+    # counts in SQL instead, so that two runs failing the same feed both count.
     error_count: int = 0
     status: FeedStatus | None = None
     url: str | None = None

@@ -20,7 +20,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from storyfeed.config import NotifySettings
-from storyfeed.core import App, Progress, is_due, refresh
+from storyfeed.core import App, Progress, due_feeds, refresh
 from storyfeed.models import Channel, Feed, FeedStatus, RefreshResult, Story
 
 STDOUT = "stdout"
@@ -205,7 +205,7 @@ def run_notify(
     report is recorded (the cache itself is refreshed).
     """
     now = app.clock()
-    refreshed = refresh(app, [f for f in app.store.feeds() if is_due(f, now)], progress=progress)
+    refreshed = refresh(app, due_feeds(app.store.feeds(), now), progress=progress)
     now = app.clock()
     reports = feed_reports(app.store.feeds(), app.settings.notify, now)
     baseline = app.store.take_notify_baseline(backlog=backlog, dry_run=dry_run)

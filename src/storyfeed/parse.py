@@ -24,15 +24,17 @@ from storyfeed.models import DateFlag, FeedLink, ParsedFeed, ParsedStory
 from storyfeed.text import clean_line, clean_text, html_to_line
 
 MAX_KEY = 512
-_FEED_TYPES = {
-    "application/rss+xml": "rss",
-    "application/atom+xml": "atom",
-    "application/feed+json": "json",
-    "application/json": "json",
-    "application/rdf+xml": "rdf",
-    "application/xml": "xml",
-    "text/xml": "xml",
-}
+_FEED_TYPES = frozenset(
+    {
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/feed+json",
+        "application/json",
+        "application/rdf+xml",
+        "application/xml",
+        "text/xml",
+    }
+)
 _HTML_START = re.compile(
     rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)\b", re.I | re.S
 )

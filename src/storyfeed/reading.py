@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from storyfeed.core import App, Progress, is_due, refresh, resolve_feed
+from storyfeed.core import App, Progress, due_feeds, refresh, resolve_feed
 from storyfeed.errors import DatabaseBusyError, NotFoundError, StoreError, UnsafeLinkError
 from storyfeed.models import Feed, RefreshResult, Story
 from storyfeed.text import html_to_text, is_web_url, redact_url
@@ -20,17 +20,21 @@ class Listing:
     warnings: list[str] = field(default_factory=list)
 
 
-def due_for_listing(app: App, feed: str | None = None) -> list[Feed]:
-    """The feeds a listing refreshes first: the due ones (of FEED, if given)."""
-    now = app.clock()
-    chosen = resolve_feed(app.store.feeds(), feed).id if feed else None
-    return [f for f in app.store.feeds() if is_due(f, now) and chosen in {None, f.id}]
+def choose_feed(app: App, feed: str | None) -> Feed | None:
+    """The feed a FEED argument names, or None for all feeds."""
+    return resolve_feed(app.store.feeds(), feed) if feed else None
+
+
+def due_for_listing(app: App, chosen: Feed | None = None) -> list[Feed]:
+    """The feeds a listing refreshes first: the due ones (of ``chosen``, if given)."""
+    due = due_feeds(app.store.feeds(), app.clock())
+    return [f for f in due if chosen is None or f.id == chosen.id]
 
 
 def list_stories(
     app: App,
     *,
-    feed: str | None = None,
+    chosen: Feed | None = None,
     unread: bool = False,
     limit: int | None = None,
     due: Sequence[Feed] = (),
@@ -41,7 +45,6 @@ def list_stories(
 
     Showing them is the caller's job, and so is :func:`record_shown` afterwards.
     """
-    chosen = resolve_feed(app.store.feeds(), feed) if feed else None
     refreshed: list[RefreshResult] = []
     warnings: list[str] = []
     if due:

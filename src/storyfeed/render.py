@@ -218,7 +218,7 @@ def feed_table(feeds: Sequence[Feed], now: datetime, *, width: int = 100) -> Tab
             str(feed.story_count),
             str(feed.unread_count),
             short_date(feed.last_success_at, now) or "never",
-            short_date(feed.next_fetch_at, now) if feed.status is FeedStatus.ACTIVE else "-",
+            short_date(_next_fetch(feed), now) or "-",
         )
         for feed in feeds
     ]

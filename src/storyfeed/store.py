@@ -247,11 +247,7 @@ class Store:
     @_translated
     def _prepare(self, seed_urls: tuple[str, ...]) -> None:
         version = self._version()
-        if version > SCHEMA_VERSION:
-            raise DatabaseTooNewError(
-                f"the database {self.path} was written by a newer storyfeed "
-                f"(schema {version}, this one knows {SCHEMA_VERSION}); upgrade storyfeed"
-            )
+        self._refuse_newer(version)
         self._db.execute("PRAGMA foreign_keys = ON")
         if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -262,14 +258,20 @@ class Store:
         # lock in steps (WAL readers do not wait at all).
         self._db.execute(f"PRAGMA busy_timeout = {int(_STEP * 1000)}")
 
+    def _refuse_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise DatabaseTooNewError(
+                f"the database {self.path} was written by a newer storyfeed "
+                f"(schema {version}, this one knows {SCHEMA_VERSION}); upgrade storyfeed"
+            )
+
     def _version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self, seed_urls: tuple[str, ...]) -> None:
         with self._write():
             version = self._version()  # another process may have migrated meanwhile
-            if version > SCHEMA_VERSION:
-                raise DatabaseTooNewError(f"the database {self.path} is newer than storyfeed")
+            self._refuse_newer(version)
             created = version == 0
             for number in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[number].split(";"):
@@ -469,21 +471,21 @@ class Store:
                 "UPDATE OR IGNORE feeds SET url = ? WHERE id = ?", (update.url, update.feed_id)
             )
 
-    @_translated
-    def set_feed_status(self, feed_id: int, status: FeedStatus) -> None:
-        with self._write():
-            self._db.execute("UPDATE feeds SET status = ? WHERE id = ?", (status.value, feed_id))
-
     # --- stories ----------------------------------------------------------
 
     def _story_query(self, where: str, *, summary: bool = False, content: bool = False) -> str:
-        """The listing query; with ``summary``, the start of the content comes too, for
-        stories whose feed gave no summary."""
-        body = "s.content" if content else f"substr(s.content, 1, {_CONTENT_PREFIX})"
+        """The listing query. Texts are loaded only on request: ``summary`` brings the
+        summary and the start of the content (for stories whose feed gave no
+        summary), ``content`` all of both."""
+        if content:
+            texts = "s.summary, s.content"
+        elif summary:
+            texts = f"s.summary, substr(s.content, 1, {_CONTENT_PREFIX})"
+        else:
+            texts = "'', ''"
         return (
             f"SELECT s.id, s.feed_id, {_FEED_NAME}, f.url, s.title, s.link, s.author, "  # noqa: S608
-            f"{'s.summary' if summary or content else chr(39) * 2}, "
-            f"{body if summary or content else chr(39) * 2}, s.published_at, s.first_seen_at, "
+            f"{texts}, s.published_at, s.first_seen_at, "
             "s.shown_at IS NULL, s.read_at IS NOT NULL, s.date_flag "
             f"FROM stories s JOIN feeds f ON f.id = s.feed_id {where}"
         )
