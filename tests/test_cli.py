@@ -529,12 +529,18 @@ def test_huge_limit_is_fine(run: Run, tmp_path: Path) -> None:
     assert len(lines(run("list", "--limit", "1000000000000000000000"))) == 8
 
 
-def test_broken_pipe_is_quiet_and_keeps_stories_new(home: Path, tmp_path: Path) -> None:
+def installed_with_blog(home: Path, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """The installed executable and an environment in which it follows tests/data/blog.rss."""
     local = tmp_path / "feed.xml"
     local.write_bytes(BLOG)
     exe = str(Path(sys.executable).with_name("storyfeed"))
     env = {**os.environ, "STORYFEED_HOME": str(home)}
     subprocess.run([exe, "add", str(local)], env=env, check=True, capture_output=True)
+    return exe, env
+
+
+def test_broken_pipe_is_quiet_and_keeps_stories_new(home: Path, tmp_path: Path) -> None:
+    exe, env = installed_with_blog(home, tmp_path)
     # A reader that closes the pipe at once: the listing cannot be delivered.
     done = subprocess.run(
         f"{exe} list --json | true", shell=True, env=env, capture_output=True, text=True
@@ -550,11 +556,7 @@ def test_broken_pipe_is_quiet_and_keeps_stories_new(home: Path, tmp_path: Path) 
 def test_output_to_a_full_disk_is_an_error(home: Path, tmp_path: Path) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full on this system")
-    local = tmp_path / "feed.xml"
-    local.write_bytes(BLOG)
-    exe = str(Path(sys.executable).with_name("storyfeed"))
-    env = {**os.environ, "STORYFEED_HOME": str(home)}
-    subprocess.run([exe, "add", str(local)], env=env, check=True, capture_output=True)
+    exe, env = installed_with_blog(home, tmp_path)
     with Path("/dev/full").open("w") as full:
         done = subprocess.run([exe, "list"], env=env, stdout=full, stderr=subprocess.PIPE)
     assert done.returncode == 1
@@ -589,11 +591,7 @@ def test_closed_stdout(home: Path, tmp_path: Path) -> None:
 def test_open_and_read_to_a_full_disk_leave_the_story_unread(home: Path, tmp_path: Path) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full on this system")
-    local = tmp_path / "feed.xml"
-    local.write_bytes(BLOG)
-    exe = str(Path(sys.executable).with_name("storyfeed"))
-    env = {**os.environ, "STORYFEED_HOME": str(home)}
-    subprocess.run([exe, "add", str(local)], env=env, check=True, capture_output=True)
+    exe, env = installed_with_blog(home, tmp_path)
     for args in (["open", "--print", "3"], ["read", "3"]):
         with Path("/dev/full").open("w") as full:
             done = subprocess.run([exe, *args], env=env, stdout=full, stderr=subprocess.PIPE)

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, Result
+from loopback import RawServer, read_head
 
 RSS = (DATA / "blog.rss").read_bytes()
 STORIES = 8
@@ -111,70 +112,33 @@ CANNED: dict[str, bytes] = {
 
 
 class Faulty:
-    """A threaded raw-socket HTTP server on 127.0.0.1 whose answer depends on the path."""
+    """A raw-socket HTTP server on 127.0.0.1 whose answer depends on the path."""
 
     def __init__(self) -> None:
-        self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.hits: dict[str, int] = {}
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
-        self._listener.settimeout(0.05)
-        self.port = int(self._listener.getsockname()[1])
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, name="faulty-accept")
-        self._acceptor.start()
+        self._server = RawServer(self._serve)
+        self.stopping = self._server.stopping
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self._server.url(path)
 
     def count(self, path: str) -> int:
         with self.lock:
             return self.hits.get(path, 0)
 
     def close(self) -> None:
-        self.stopping.set()
-        self._acceptor.join(10)
-        for thread in self._threads:
-            thread.join(10)
-        self._listener.close()
-        assert not self._acceptor.is_alive()
-        assert not any(thread.is_alive() for thread in self._threads)
+        self._server.close()
 
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,), name="faulty-conn")
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):  # the client gave up first: fine
-            conn.settimeout(5.0)
-            head = self._read_head(conn)
-            if not head:
-                return
-            parts = head.split(b"\r\n", 1)[0].split()
-            path = parts[1].decode("latin-1") if len(parts) > 1 else "/"
-            with self.lock:
-                self.hits[path] = self.hits.get(path, 0) + 1
-            self._answer(conn, path)
-
-    @staticmethod
-    def _read_head(conn: socket.socket) -> bytes:
-        data = b""
-        for _ in range(64):  # a request head is small
-            if b"\r\n\r\n" in data:
-                break
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data
+    def _serve(self, conn: socket.socket, _server: RawServer) -> None:
+        head = read_head(conn)
+        if not head:
+            return
+        parts = head.split(b"\r\n", 1)[0].split()
+        path = parts[1].decode("latin-1") if len(parts) > 1 else "/"
+        with self.lock:
+            self.hits[path] = self.hits.get(path, 0) + 1
+        self._answer(conn, path)
 
     def _answer(self, conn: socket.socket, path: str) -> None:
         if path in CANNED:

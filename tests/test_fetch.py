@@ -7,14 +7,12 @@ by byte for what a well-behaved server cannot do (drip, lie, reset, stall).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import gzip
 import os
 import re
 import socket
 import struct
-import threading
 import time
 import tracemalloc
 import zlib
@@ -28,6 +26,7 @@ from pytest_httpserver import HTTPServer
 
 import storyfeed
 from conftest import DATA, NOW
+from loopback import Handle, RawServer, read_head
 from storyfeed.config import Settings
 from storyfeed.fetch import fetch, fetch_many, fetch_one
 from storyfeed.models import FetchOutcome, FetchRequest, FetchResult
@@ -56,69 +55,6 @@ def closed_port() -> int:
 
 
 # --- a raw TCP server for misbehaving peers -------------------------------------------
-
-Handle = Callable[[socket.socket, "RawServer"], None]
-
-
-class RawServer:
-    """Accepts connections on 127.0.0.1 and lets ``handle`` write whatever bytes it likes."""
-
-    def __init__(self, handle: Handle) -> None:
-        self.handle = handle
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        self.active = 0
-        self.most_active = 0
-        self.requests = 0
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=32)
-        self._listener.settimeout(0.05)
-        self.port = int(self._listener.getsockname()[1])
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept)
-        self._acceptor.start()
-
-    def url(self, path: str = "/feed") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,))
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5.0)
-            # OSError: the client gave up first, which is what most of these tests want.
-            with contextlib.suppress(OSError):
-                self.handle(conn, self)
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep; True if the server is shutting down (the handler should return)."""
-        return self.stopping.wait(seconds)
-
-    def close(self) -> None:
-        self.stopping.set()
-        self._acceptor.join()
-        for thread in self._threads:
-            thread.join()
-        self._listener.close()
-
-
-def read_head(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 @pytest.fixture
