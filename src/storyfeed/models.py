@@ -20,6 +20,11 @@ class FeedStatus(enum.StrEnum):
     PAUSED = "paused"
 
 
+def feed_name(user_title: str, feed_title: str, url: str) -> str:
+    """The name shown for a feed: the user's, the feed's, or its URL (redacted)."""
+    return user_title or feed_title or redact_url(url)
+
+
 class DateFlag(enum.StrEnum):
     """How a story's date was obtained."""
 
@@ -67,8 +72,7 @@ class Feed:
 
     @property
     def title(self) -> str:
-        """The name shown for the feed: the user's, the feed's, or its URL (redacted)."""
-        return self.user_title or self.feed_title or redact_url(self.url)
+        return feed_name(self.user_title, self.feed_title, self.url)
 
 
 @dataclass(frozen=True, slots=True)

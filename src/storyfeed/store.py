@@ -34,8 +34,8 @@ from storyfeed.models import (
     FeedUpdate,
     ParsedStory,
     Story,
+    feed_name,
 )
-from storyfeed.text import redact_url
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: feeds and stories. AUTOINCREMENT: an id is never handed out twice, so a
@@ -172,7 +172,6 @@ _FEED_COLUMNS = (
     "f.last_error_at, f.error_count, f.next_fetch_at, f.retry_after, f.ttl_seconds, "
     "f.notify_after, f.failing_since, f.problem_reported"
 )
-_FEED_NAME = "COALESCE(NULLIF(f.user_title, ''), f.feed_title)"
 
 
 def _feed(row: Sequence[Any], counts: Sequence[int] = (0, 0, 0)) -> Feed:
@@ -484,20 +483,20 @@ class Store:
         else:
             texts = "'', ''"
         return (
-            f"SELECT s.id, s.feed_id, {_FEED_NAME}, f.url, s.title, s.link, s.author, "  # noqa: S608
-            f"{texts}, s.published_at, s.first_seen_at, "
+            "SELECT s.id, s.feed_id, f.user_title, f.feed_title, f.url, s.title, s.link, "  # noqa: S608
+            f"s.author, {texts}, s.published_at, s.first_seen_at, "
             "s.shown_at IS NULL, s.read_at IS NOT NULL, s.date_flag "
             f"FROM stories s JOIN feeds f ON f.id = s.feed_id {where}"
         )
 
     @staticmethod
     def _story(row: Sequence[Any]) -> Story:
-        (id_, feed_id, feed_title, feed_url, title, link, author, summary, content, published,
-         first_seen, new, read, flag) = row  # fmt: skip
+        (id_, feed_id, user_title, feed_title, feed_url, title, link, author, summary, content,
+         published, first_seen, new, read, flag) = row  # fmt: skip
         return Story(
             id=int(id_),
             feed_id=int(feed_id),
-            feed_title=str(feed_title) or redact_url(str(feed_url)),
+            feed_title=feed_name(str(user_title), str(feed_title), str(feed_url)),
             title=str(title),
             link=str(link),
             author=str(author),
