@@ -70,6 +70,8 @@ class Settings:
     read_timeout: float = 30.0
     feed_deadline: float = 60.0  # total seconds for one feed's fetch
     max_body_bytes: int = 10 * 1024 * 1024  # cap, compressed and decompressed
+    parse_timeout: float = 20.0  # seconds one document may take to parse
+    parse_memory: int = 512 * 1024 * 1024  # bytes of memory a parser process may use
     concurrency: int = 8  # fetches at once
     per_host: int = 2  # fetches at once to one host
     list_limit: int = 30
@@ -87,6 +89,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "read_timeout": (0.1, 3600),
     "feed_deadline": (0.1, 3600),
     "max_body_bytes": (1024, 1024**3),
+    "parse_timeout": (0.5, 3600),
+    "parse_memory": (64 * 1024**2, 64 * 1024**3),
     "concurrency": (1, 256),
     "per_host": (1, 64),
     "list_limit": (1, 100_000),

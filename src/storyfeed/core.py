@@ -3,7 +3,8 @@
 The decisions (what is due, what a fetch means for a feed, which feed a FEED
 argument names) are pure functions of data and ``now``; :func:`refresh` wires
 them to the store, the fetcher and the parser. fetch and parse, and so httpx and
-feedparser, are imported only when something is fetched. The use cases built on
+feedparser, are imported only when something is fetched; parsing happens in
+worker processes (:mod:`storyfeed.sandbox`). The use cases built on
 this live beside it: :mod:`storyfeed.reading`, :mod:`storyfeed.subscriptions` and
 :mod:`storyfeed.notify`.
 """
@@ -16,13 +17,13 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from storyfeed.config import Paths, Settings, load_settings
 from storyfeed.errors import (
     AmbiguousFeedError,
     InvalidURLError,
     NotFoundError,
-    ParseError,
 )
 from storyfeed.models import (
     Feed,
@@ -38,6 +39,9 @@ from storyfeed.models import (
 from storyfeed.store import Store
 from storyfeed.text import redact_url
 from storyfeed.urls import normalise_url, same_url
+
+if TYPE_CHECKING:
+    from storyfeed import sandbox
 
 
 def utcnow() -> datetime:
@@ -238,7 +242,11 @@ def select_feeds(app: App, names: Sequence[str], *, force: bool) -> tuple[list[F
 def refresh(
     app: App, feeds: Sequence[Feed], *, progress: Progress | None = None
 ) -> list[RefreshResult]:
-    """Fetch, parse and store each feed; one result per feed, failures included."""
+    """Fetch, parse and store each feed; one result per feed, failures included.
+
+    Changed documents go to the parser processes while the next feeds are fetched;
+    each feed is stored as soon as its outcome is known.
+    """
     if not feeds:
         return []
     from storyfeed import fetch
@@ -249,23 +257,55 @@ def refresh(
         for f in feeds
     ]
     results: list[RefreshResult] = []
-    for fetched in fetch.fetch_many(requests, app.settings, app.clock()):
-        result = _store_fetch(app, by_id[fetched.request.feed_id], fetched)
+    parsing: dict[int, tuple[FetchResult, str]] = {}
+    pool = parser_pool(app.settings)
+
+    def finish(result: RefreshResult) -> None:
         results.append(result)
         if progress is not None:
             progress(result, len(results), len(feeds))
+
+    def store_parsed(outcome: sandbox.Parsed) -> None:
+        fetched, digest = parsing.pop(outcome.key)
+        feed = by_id[outcome.key]
+        finish(_store_fetch(app, feed, fetched, outcome.feed, outcome.error, digest))
+
+    for fetched in fetch.fetch_many(requests, app.settings, app.clock()):
+        feed = by_id[fetched.request.feed_id]
+        digest = body_hash(fetched.body) if fetched.outcome is FetchOutcome.OK else None
+        if digest is None or digest == feed.body_hash:  # an unchanged body is not parsed again
+            finish(_store_fetch(app, feed, fetched, None, "", digest))
+        else:
+            while pool.pending >= _PARSE_BACKLOG:  # bodies wait in the fetcher, not here
+                store_parsed(pool.next())
+            pool.submit(feed.id, fetched.body, fetched.headers, fetched.final_url, app.clock())
+            parsing[feed.id] = (replace(fetched, body=b""), digest)
+        for outcome in pool.done():
+            store_parsed(outcome)
+    while parsing:
+        store_parsed(pool.next())
     return results
 
 
-def _store_fetch(app: App, feed: Feed, fetched: FetchResult) -> RefreshResult:
-    now = app.clock()
-    parsed, parse_error, digest = None, "", None
-    if fetched.outcome is FetchOutcome.OK:
-        digest = body_hash(fetched.body)
-        if digest != feed.body_hash:  # an unchanged body is not parsed again
-            parsed, parse_error = _parse(fetched, now)
+_PARSE_BACKLOG = 4  # documents handed to the parser processes and not yet parsed
+
+
+def parser_pool(settings: Settings) -> sandbox.Pool:
+    from storyfeed import sandbox
+
+    return sandbox.shared(sandbox.Budget(settings.parse_timeout, settings.parse_memory))
+
+
+def _store_fetch(
+    app: App,
+    feed: Feed,
+    fetched: FetchResult,
+    parsed: ParsedFeed | None,
+    parse_error: str,
+    digest: str | None,
+) -> RefreshResult:
     update, outcome = decide_update(
-        feed, fetched, parsed, parse_error, app.settings, now, digest=digest
+        feed, fetched, parsed, parse_error, app.settings, app.clock(), digest=digest
     )
     new, changed = app.store.apply_update(update)
     return RefreshResult(
@@ -276,12 +316,3 @@ def _store_fetch(app: App, feed: Feed, fetched: FetchResult) -> RefreshResult:
         error=update.error,
         moved_to=redact_url(fetched.moved_to) if update.success and fetched.moved_to else "",
     )
-
-
-def _parse(fetched: FetchResult, now: datetime) -> tuple[ParsedFeed | None, str]:
-    from storyfeed import parse
-
-    try:
-        return parse.parse_feed(fetched.body, fetched.headers, fetched.final_url, now), ""
-    except ParseError as exc:
-        return None, str(exc)

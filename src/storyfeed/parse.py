@@ -84,6 +84,8 @@ def _parse_xml_feed(body: bytes, headers: Mapping[str, str], url: str, now: date
             sanitize_html=False,
             resolve_relative_uris=False,
         )
+    except MemoryError:
+        raise  # the sandbox's budget: its worker reports it and is replaced
     except Exception as exc:  # a third-party parser's failure is the document's fault
         raise ParseError(f"cannot parse the feed: {type(exc).__name__}") from exc
     version = result.get("version") or ""

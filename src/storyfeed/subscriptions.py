@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from storyfeed.config import Settings
-from storyfeed.core import App, decide_update, resolve_feed
+from storyfeed.core import App, decide_update, parser_pool, resolve_feed
 from storyfeed.errors import DuplicateFeedError, FetchError, InvalidURLError, NotAFeedError
 from storyfeed.models import Feed, FeedLink, FetchOutcome, FetchRequest, FetchResult
 from storyfeed.text import redact_url
@@ -32,9 +32,10 @@ def add_feed(app: App, text: str, *, title: str = "", cwd: Path | None = None) -
     _refuse_duplicate(app, url)
     now = app.clock()
     fetched = _fetch_or_raise(url, app.settings, now)
+    pool = parser_pool(app.settings)
     others: tuple[FeedLink, ...] = ()
     try:
-        parsed = parse.parse_feed(fetched.body, fetched.headers, fetched.final_url, now)
+        parsed = pool.parse(fetched.body, fetched.headers, fetched.final_url, now)
     except NotAFeedError:
         if not parse.is_html(fetched.body, fetched.headers):
             raise
@@ -48,7 +49,7 @@ def add_feed(app: App, text: str, *, title: str = "", cwd: Path | None = None) -
         url, others = links[0].url, tuple(links[1:])
         _refuse_duplicate(app, url)
         fetched = _fetch_or_raise(url, app.settings, now)
-        parsed = parse.parse_feed(fetched.body, fetched.headers, fetched.final_url, now)
+        parsed = pool.parse(fetched.body, fetched.headers, fetched.final_url, now)
     if fetched.moved_to:
         url = normalise_url(fetched.moved_to)
         _refuse_duplicate(app, url)
