@@ -783,3 +783,27 @@ def test_failures_are_counted_by_the_database(store: Store, feed: Feed) -> None:
     stored = store.feed(feed.id)
     assert stored is not None
     assert stored.error_count == 0
+
+
+def test_version_3_read_stories_keep_having_been_read(db_path: Path) -> None:
+    """Migration 4 takes a story read under version 3 as read once, so notify never
+    sends it, even after it is marked unread."""
+    opened = Store.open(db_path)
+    feed = opened.add_feed("https://example.org/feed.xml", now=NOW)[0]
+    opened.apply_update(update(feed.id, parsed("a"), parsed("b")))
+    (first, _second) = sorted(row[0] for row in raw_query(db_path, "SELECT id FROM stories"))
+    opened.mark_read([first], NOW)
+    opened.close()
+    with closing(sqlite3.connect(db_path)) as connection:
+        connection.execute("ALTER TABLE stories DROP COLUMN first_read_at")
+        connection.execute("PRAGMA user_version = 3")
+        connection.commit()
+    reopened = Store.open(db_path)
+    try:
+        reopened.mark_unread([first])
+    finally:
+        reopened.close()
+    assert raw_query(db_path, "SELECT id, read_at, first_read_at IS NOT NULL FROM stories") == [
+        (first, None, 1),
+        (_second, None, 0),
+    ]

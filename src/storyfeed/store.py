@@ -116,6 +116,12 @@ _MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX deliveries_by_story ON deliveries (story_id);
     """,
+    # 4: when a story was first read. Marking it unread keeps this, so a story read
+    # before notify could send it is never sent, whatever happened to it since.
+    """
+    ALTER TABLE stories ADD COLUMN first_read_at INTEGER;
+    UPDATE stories SET first_read_at = read_at WHERE read_at IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _MAX_ROWS = 2**62  # below SQLite's integer limit: larger ids and limits cannot match
@@ -548,7 +554,7 @@ class Store:
 
     @_translated
     def mark_read(self, story_ids: Sequence[int], now: datetime) -> int:
-        return self._set_column("read_at", story_ids, _ts(now), only_if_null=True, shown=True)
+        return self._set_column("read_at", story_ids, _ts(now), only_if_null=True, reading=True)
 
     @_translated
     def mark_unread(self, story_ids: Sequence[int]) -> int:
@@ -562,9 +568,9 @@ class Store:
         with self._write():
             if read:
                 cursor = self._db.execute(
-                    "UPDATE stories SET read_at = ?, shown_at = COALESCE(shown_at, ?) "  # noqa: S608
-                    f"WHERE read_at IS NULL{scope}",
-                    (_ts(now), _ts(now), *params),
+                    "UPDATE stories SET read_at = ?, shown_at = COALESCE(shown_at, ?), "  # noqa: S608
+                    f"first_read_at = COALESCE(first_read_at, ?) WHERE read_at IS NULL{scope}",
+                    (_ts(now), _ts(now), _ts(now), *params),
                 )
             else:
                 cursor = self._db.execute(
@@ -589,16 +595,22 @@ class Store:
         value: int | None,
         *,
         only_if_null: bool = False,
-        shown: bool = False,
+        reading: bool = False,
         wait: float | None = None,
     ) -> int:
+        """Set ``column`` of these stories; ``reading``: they are being read, so they
+        count as shown and as read once (``first_read_at``) too."""
         changed = 0
-        extra = ", shown_at = COALESCE(shown_at, ?)" if shown else ""
+        extra = (
+            ", shown_at = COALESCE(shown_at, ?), first_read_at = COALESCE(first_read_at, ?)"
+            if reading
+            else ""
+        )
         condition = f" AND {column} IS NULL" if only_if_null else f" AND {column} IS NOT NULL"
         with self._write(wait):
             for chunk in _chunks(story_ids):
                 marks = ",".join("?" * len(chunk))
-                params: list[object] = [value, *([value] if shown else []), *chunk]
+                params: list[object] = [value, *([value, value] if reading else []), *chunk]
                 cursor = self._db.execute(
                     f"UPDATE stories SET {column} = ?{extra} "  # noqa: S608
                     f"WHERE id IN ({marks}){condition}",
@@ -678,7 +690,7 @@ class Store:
         read before they could be sent; oldest first."""
         unseen = 0 if unseen_feeds else _MAX_ROWS  # a never-notified feed has no news
         query = self._story_query(
-            "WHERE s.id > COALESCE(f.notify_after, ?) AND s.id > ? AND s.read_at IS NULL "
+            "WHERE s.id > COALESCE(f.notify_after, ?) AND s.id > ? AND s.first_read_at IS NULL "
             "AND NOT EXISTS (SELECT 1 FROM deliveries d "
             "WHERE d.channel_id = ? AND d.story_id = s.id) ORDER BY s.id",
             summary=True,
@@ -705,7 +717,7 @@ class Store:
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO deliveries (channel_id, story_id, delivered_at) "
                 "SELECT ?, s.id, ? FROM stories s JOIN feeds f ON f.id = s.feed_id "
-                "WHERE s.id > f.notify_after AND s.id > ? AND s.read_at IS NOT NULL",
+                "WHERE s.id > f.notify_after AND s.id > ? AND s.first_read_at IS NOT NULL",
                 (channel.id, _ts(now), channel.after_story),
             )
         return cursor.rowcount
