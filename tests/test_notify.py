@@ -953,7 +953,7 @@ def test_a_second_run_while_one_holds_the_lock_does_nothing(
         assert (busy.code, busy.out, busy.err) == (75, "", ""), busy
         told = run("notify", "--to", receiver.url, "--verbose")
         assert told.code == 75
-        assert "another storyfeed refresh or notify is running" in told.err
+        assert "another storyfeed is fetching feeds" in told.err
     assert alpha.hits == 1
     assert receiver.attempts == []
     assert run("notify", "--to", receiver.url).code == 0

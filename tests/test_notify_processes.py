@@ -41,7 +41,7 @@ EXIT_BUSY = 75
 FEED_TITLE = "Loopback Feed"
 PROMPT = 3.0  # seconds: a command that must not wait for the running notify
 SLOW_FETCH = 2.0  # seconds the feed server holds a response when a run must overlap
-BUSY_LINE = re.compile(r"another storyfeed .*(running|in progress)")
+BUSY_LINE = re.compile(r"another storyfeed .*(running|in progress|fetching)")
 
 
 # --- loopback servers ------------------------------------------------------------------
@@ -645,7 +645,7 @@ def test_list_open_read_and_mark_work_while_notify_holds_the_lock(
     assert len(feed.hits) == fetches + 1, "`list` fetched while notify held the lock"
 
     assert offline.err == ""
-    assert re.search(r"another storyfeed .*running", listing.err), listing.err
+    assert BUSY_LINE.search(listing.err), listing.err
     for out in (offline.out, listing.out):
         shown_titles = [line.split("\t")[4] for line in out.splitlines()]
         assert sorted(shown_titles) == sorted(titles)
@@ -696,7 +696,7 @@ def test_list_open_read_and_mark_work_while_notify_waits_for_a_channel(
     assert notify.poll() is None, "notify ended before the readers were done"
 
     assert (offline.err, marked.out, marked.err) == ("", "", "")
-    assert re.search(r"another storyfeed .*running", listing.err), listing.err
+    assert BUSY_LINE.search(listing.err), listing.err
     assert "Story 1\t" in listing.out and "Story 1\t" in offline.out
     assert opened.out == feed.link(1) + "\n"
     assert "Story 2" in shown.out

@@ -67,8 +67,8 @@ ALLOWED_EXITS = {
 # What may reach stderr under contention: both are documented, graceful warnings.
 ALLOWED_STDERR = {
     "list": {
-        "storyfeed: warning: refresh skipped: another storyfeed (notify or refresh) is "
-        "running; showing the stories already fetched",
+        "storyfeed: warning: refresh skipped: another storyfeed is fetching feeds; "
+        "showing the stories already fetched",
         "storyfeed: warning: the database is busy; the stories shown stay NEW until the "
         "next listing",
     },

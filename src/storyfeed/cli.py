@@ -326,7 +326,7 @@ def refresh_command(
 
 def _busy(verbose: bool) -> NoReturn:
     if verbose:
-        warn("another storyfeed refresh or notify is running; nothing was done")
+        warn("another storyfeed is fetching feeds (refresh, notify or list); nothing was done")
     raise typer.Exit(EXIT_BUSY)
 
 

@@ -54,7 +54,7 @@ def list_stories(
                     refreshed = refresh(app, due, progress=progress)
                 else:
                     warnings.append(
-                        "refresh skipped: another storyfeed (notify or refresh) is running; "
+                        "refresh skipped: another storyfeed is fetching feeds; "
                         "showing the stories already fetched"
                     )
             except StoreError as exc:
