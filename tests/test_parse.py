@@ -551,6 +551,17 @@ def test_content_location_header_is_the_base() -> None:
     assert parsed.stories[0].link == "https://cdn.example/x/post/1"
 
 
+@pytest.mark.parametrize(
+    "location",
+    ["javascript:alert(1);", "data:text/html,x", "file:///etc/", "JavaScript://x/", "http://["],
+)
+def test_content_location_that_is_not_a_web_address_is_ignored(location: str) -> None:
+    body = rss("<link>/home</link><item><guid>g</guid><link>/post/1</link></item>")
+    parsed = parse(body, {"content-location": location})
+    assert parsed.stories[0].link == "https://feeds.example/post/1"
+    assert parsed.site_url == "https://feeds.example/home"
+
+
 def test_json_feed_relative_urls() -> None:
     body = json_feed(
         [

@@ -68,7 +68,7 @@ def is_html(body: bytes, headers: Mapping[str, str]) -> bool:
 def _parse_xml_feed(body: bytes, headers: Mapping[str, str], url: str, now: datetime) -> ParsedFeed:
     import feedparser
 
-    base = urljoin(url, headers.get("content-location", "")) if url else ""
+    base = _base(url, headers.get("content-location", ""))
     response_headers = {
         key: value
         for key, value in headers.items()
@@ -113,6 +113,20 @@ def _parse_xml_feed(body: bytes, headers: Mapping[str, str], url: str, now: date
         format=version,
         warnings=warnings,
     )
+
+
+def _base(url: str, location: str) -> str:
+    """The base for relative links: the document's Content-Location when it is a web
+    address, else where the document came from."""
+    if not url or not location.strip():
+        return url
+    try:
+        joined = urljoin(url, location.strip())
+        parts = urlsplit(joined)
+        usable = parts.scheme in {"http", "https"} and bool(parts.hostname)
+    except ValueError:
+        return url
+    return joined if usable else url
 
 
 # feedparser resolves guids and Atom ids against the base URL as if they were links
