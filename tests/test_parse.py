@@ -933,3 +933,31 @@ def test_arbitrary_text_in_json_feed(
         home_page_url=link,
     )
     _check_result(body, {})
+
+
+def test_titles_authors_and_links_are_capped() -> None:
+    long = "word " * 1000
+    body = rss(
+        f"<item><guid>g</guid><title>{long}</title><author>{long}</author>"
+        f"<link>https://example.org/{'a' * 5000}</link><description>{'x' * 1_200_000}"
+        "</description></item>"
+    ).replace(b"<channel>", f"<channel><title>{long}</title>".encode())
+    parsed = parse(body)
+    (story,) = parsed.stories
+    assert len(story.title) == len(parsed.title) == 1000
+    assert story.title.endswith("word…") and parsed.title.endswith("word…")
+    assert len(story.author) <= 1000
+    assert story.link == ""  # a cut link would lead somewhere else
+    assert len(story.summary) == 1_000_000
+
+
+def test_rss_title_with_tags_is_html_but_atom_text_is_literal() -> None:
+    title = "&lt;b&gt;Bold&lt;/b&gt; &lt;script&gt;alert(1)&lt;/script&gt; &amp;amp; co"
+    assert parse(rss(f"<item><guid>g</guid><title>{title}</title></item>")).stories[0].title == (
+        "Bold & co"
+    )
+    atom = (
+        '<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>g</id>'
+        f'<title type="text">{title}</title></entry></feed>'
+    ).encode()
+    assert parse(atom).stories[0].title == "<b>Bold</b> <script>alert(1)</script> &amp; co"

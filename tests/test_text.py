@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -481,3 +483,19 @@ def test_is_web_url_never_raises(url: str) -> None:
 @given(st.text())
 def test_is_web_url_never_raises_on_any_text(url: str) -> None:
     assert is_web_url(url) in (True, False)
+
+
+@pytest.mark.parametrize("opener", ["\x9d", "\x90", "\x98", "\x9e", "\x9f", "\x1b]", "\x1bP"])
+def test_an_unended_control_string_loses_only_its_opener(opener: str) -> None:
+    """A stray C1 character is as likely a mis-encoded letter as an attack: the rest
+    of the field stays."""
+    assert clean_line(f"Prices {opener}fall today, says analyst") == (
+        "Prices fall today, says analyst"
+    )
+
+
+def test_many_control_string_openers_are_cleaned_in_linear_time() -> None:
+    started = time.perf_counter()
+    for text in ("\x9d" * 500_000, "\x9da" * 250_000, "\x1b]" * 250_000):
+        assert clean_text(text).strip("a]") == ""
+    assert time.perf_counter() - started < 5  # quadratic would take hours

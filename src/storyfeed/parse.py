@@ -24,6 +24,12 @@ from storyfeed.models import DateFlag, FeedLink, ParsedFeed, ParsedStory
 from storyfeed.text import clean_line, clean_text, html_to_line
 
 MAX_KEY = 512
+# Caps on what one document can make storyfeed store and print: a title of
+# megabytes is an attack, not a title.
+MAX_LINE = 1000  # characters of a title, an author or a feed's name
+MAX_LINK = 4096  # characters of a link; a longer one is dropped, not cut
+MAX_TEXT = 1_000_000  # characters of a summary or a content
+_TAG_LIKE = re.compile(r"</?[A-Za-z!]")
 _FEED_TYPES = frozenset(
     {
         "application/rss+xml",
@@ -103,11 +109,11 @@ def _parse_xml_feed(body: bytes, headers: Mapping[str, str], url: str, now: date
     feed = _restored(feed, origin, stand_in_dir)
     feed_author = feed.get("author", "")
     feed_author = clean_line(feed_author) if isinstance(feed_author, str) else ""
-    stories = _unique(_xml_story(entry, base, now, feed_author) for entry in entries)
+    stories = _unique(_xml_story(entry, base, now, feed_author, version) for entry in entries)
     ttl = _ttl_seconds(feed.get("ttl"))
     return ParsedFeed(
-        title=_title(feed.get("title_detail"), feed.get("title", "")),
-        site_url=_absolute(base, feed.get("link", "")),
+        title=_cut(_title(feed.get("title_detail"), feed.get("title", ""), version), MAX_LINE),
+        site_url=_link(_absolute(base, feed.get("link", ""))),
         stories=stories,
         ttl_seconds=ttl,
         format=version,
@@ -168,12 +174,25 @@ def _describe(problem: object) -> str:
     return text or type(problem).__name__
 
 
-def _title(detail: Any, fallback: Any) -> str:
+def _title(detail: Any, fallback: Any, version: str) -> str:
+    """A title as one line of text. Atom says whether it is text or HTML; an RSS
+    title holding tags is HTML (feedparser only recognises tags it would keep)."""
     value = detail.get("value", "") if isinstance(detail, Mapping) else fallback
     if not isinstance(value, str):
         return ""
-    kind = detail.get("type", "") if isinstance(detail, Mapping) else ""
-    return html_to_line(value) if "html" in str(kind) else clean_line(value)
+    kind = str(detail.get("type", "")) if isinstance(detail, Mapping) else ""
+    is_html = "html" in kind or (
+        not version.startswith("atom") and _TAG_LIKE.search(value) is not None
+    )
+    return html_to_line(value) if is_html else clean_line(value)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _link(url: str) -> str:
+    return url if len(url) <= MAX_LINK else ""
 
 
 def _absolute(base: str, link: Any) -> str:
@@ -185,7 +204,9 @@ def _absolute(base: str, link: Any) -> str:
         return clean_line(link)
 
 
-def _xml_story(entry: Mapping[str, Any], base: str, now: datetime, feed_author: str) -> ParsedStory:
+def _xml_story(
+    entry: Mapping[str, Any], base: str, now: datetime, feed_author: str, version: str
+) -> ParsedStory:
     link = _absolute(base, entry.get("link", ""))
     contents = entry.get("content") or []
     content = ""
@@ -197,7 +218,7 @@ def _xml_story(entry: Mapping[str, Any], base: str, now: datetime, feed_author: 
     summary = entry.get("summary", "")
     if not isinstance(summary, str) or summary == content:
         summary = ""  # feedparser copies content into summary; keep one copy
-    title = _title(entry.get("title_detail"), entry.get("title", ""))
+    title = _title(entry.get("title_detail"), entry.get("title", ""), version)
     author = entry.get("author", "")
     published, flag = _date(entry.get("published_parsed") or entry.get("updated_parsed"), now)
     key = entry.get("id", "")
@@ -256,11 +277,11 @@ def _story(
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     return ParsedStory(
         key=key,
-        title=title,
-        link=link,
-        author=author,
-        summary=summary,
-        content=content,
+        title=_cut(title, MAX_LINE),
+        link=_link(link),
+        author=_cut(author, MAX_LINE),
+        summary=_cut(summary, MAX_TEXT),
+        content=_cut(content, MAX_TEXT),
         published=published,
         date_flag=flag,
     )
@@ -298,8 +319,8 @@ def _parse_json_feed(body: bytes, url: str, now: datetime) -> ParsedFeed:
         _json_story(item, base, now, feed_author) for item in items if isinstance(item, dict)
     )
     return ParsedFeed(
-        title=clean_line(_text(data.get("title"))),
-        site_url=_absolute(base, _text(data.get("home_page_url"))),
+        title=_cut(clean_line(_text(data.get("title"))), MAX_LINE),
+        site_url=_link(_absolute(base, _text(data.get("home_page_url")))),
         stories=stories,
         format="json" + str(data["version"]).rsplit("/", 1)[-1],
     )

@@ -401,6 +401,7 @@ class Store:
             for (key,) in self._db.execute("SELECT key FROM stories WHERE feed_id = ?", (feed_id,))
         }
         seen = int(now.timestamp())
+        known |= self._rekey_moved(feed_id, stories, known)
         # Oldest first, so ids grow with time like a mailbox's; among equal dates
         # the feed's first story (usually its newest) gets the highest id.
         fresh = [s for s in reversed(stories) if s.key not in known]
@@ -436,6 +437,36 @@ class Store:
             ],
         )  # fmt: skip
         return len(fresh), max(cursor.rowcount, 0) if old else 0
+
+    def _rekey_moved(
+        self, feed_id: int, stories: Sequence[ParsedStory], known: set[str]
+    ) -> set[str]:
+        """Keys of stories whose guid changed: a story with an unknown key but the link
+        and title of a stored story whose key the document no longer holds is that
+        story (some feeds make up a new guid on every fetch). The stored story takes
+        the new key, so it keeps its id, read state and deliveries."""
+        listed = {story.key for story in stories}
+        unknown = [s for s in stories if s.key not in known and s.link]
+        if not unknown:
+            return set()
+        candidates: dict[tuple[str, str], list[int]] = {}
+        for chunk in _chunks(sorted({s.link for s in unknown})):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id, key, link, title FROM stories WHERE feed_id = ? AND link IN ({marks})"  # noqa: S608
+                " ORDER BY id",
+                (feed_id, *chunk),
+            )
+            for story_id, key, link, title in rows:
+                if key not in listed:
+                    candidates.setdefault((link, title), []).append(story_id)
+        moved = set()
+        for story in unknown:
+            ids = candidates.get((story.link, story.title))
+            if ids:
+                self._db.execute("UPDATE stories SET key = ? WHERE id = ?", (story.key, ids.pop()))
+                moved.add(story.key)
+        return moved
 
     def _update_feed(self, update: FeedUpdate) -> None:
         fields: dict[str, object] = {
@@ -753,6 +784,9 @@ class Store:
             )
 
 
-def _chunks(values: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
+_T = TypeVar("_T")
+
+
+def _chunks(values: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]

@@ -18,7 +18,9 @@ _ESCAPES = re.compile(
     r"""
     (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?               # CSI ... final byte
   | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])          # OSC, DCS, SOS, PM, APC
-    [^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?            #   ... up to BEL or ST
+    [^\x07\x1b\x9c\x90\x98\x9d\x9e\x9f]*              #   ... a payload, which ends
+    (?:\x07|\x1b\\|\x9c)                              #   at BEL or ST (unended: only
+                                                     #   the opener goes, text stays)
   | \x1b[ -/]*[0-~]?                                 # other escapes
     """,
     re.VERBOSE,
