@@ -70,7 +70,7 @@ class Settings:
     read_timeout: float = 30.0
     feed_deadline: float = 60.0  # total seconds for one feed's fetch
     max_body_bytes: int = 10 * 1024 * 1024  # cap, compressed and decompressed
-    parse_timeout: float = 20.0  # seconds one document may take to parse
+    parse_timeout: float = 60.0  # seconds one document may take to parse
     parse_memory: int = 512 * 1024 * 1024  # bytes of memory a parser process may use
     concurrency: int = 8  # fetches at once
     per_host: int = 2  # fetches at once to one host

@@ -46,7 +46,7 @@ _MiB = 1024 * 1024
 class Budget:
     """What one parse may take: wall-clock seconds and bytes of address space."""
 
-    seconds: float = 20.0
+    seconds: float = 60.0
     memory: int = 512 * _MiB
 
 
