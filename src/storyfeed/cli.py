@@ -251,7 +251,7 @@ def _list(
         )
         _show(table, console)
     # Only now that the output is out have the NEW stories been shown.
-    if problem := reading.record_shown(state, listing.stories):
+    if problem := reading.record_shown(state, listing):
         warn(problem)
 
 

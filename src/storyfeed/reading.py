@@ -18,6 +18,7 @@ class Listing:
     stories: list[Story]
     refreshed: list[RefreshResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    busy: bool = False  # the refresh found the database locked (and said so)
 
 
 def choose_feed(app: App, feed: str | None) -> Feed | None:
@@ -47,6 +48,7 @@ def list_stories(
     """
     refreshed: list[RefreshResult] = []
     warnings: list[str] = []
+    busy = False
     if due:
         with app.refresh_lock() as held:
             try:
@@ -58,6 +60,7 @@ def list_stories(
                         "showing the stories already fetched"
                     )
             except StoreError as exc:
+                busy = isinstance(exc, DatabaseBusyError)
                 warnings.append(f"refresh skipped: {exc}")
     warnings += [f"{r.feed.title}: {r.error}" for r in refreshed if r.failed]
     stories = app.store.stories(
@@ -66,22 +69,28 @@ def list_stories(
         limit=limit if limit is not None else app.settings.list_limit,
         summary=summary,
     )
-    return Listing(stories=stories, refreshed=refreshed, warnings=warnings)
+    return Listing(stories=stories, refreshed=refreshed, warnings=warnings, busy=busy)
 
 
-def record_shown(app: App, stories: Sequence[Story]) -> str:
+def record_shown(app: App, listing: Listing) -> str:
     """Stories that were NEW have now been shown; called once the output is out.
 
-    Returns a warning when another process holds the database: the listing was
-    shown, and the stories simply stay NEW until the next one.
+    Returns a warning when the database cannot take the mark (another process
+    holds it, the disk is full): the listing was shown, and the stories simply
+    stay NEW until the next one. A listing that already warned of a locked
+    database does not wait for it again.
     """
-    fresh = [story.id for story in stories if story.new]
+    fresh = [story.id for story in listing.stories if story.new]
     if not fresh:
         return ""
     try:
-        app.store.mark_shown(fresh, app.clock())
+        app.store.mark_shown(fresh, app.clock(), wait=0 if listing.busy else 1.0)
     except DatabaseBusyError:
+        if listing.busy:
+            return ""
         return "the database is busy; the stories shown stay NEW until the next listing"
+    except StoreError as exc:
+        return f"the stories shown stay NEW: {exc}"
     return ""
 
 
@@ -122,7 +131,7 @@ def open_story(app: App, story_id: int | None, opener: Callable[[str], None]) ->
             f"story {story.id} has no http(s) link to open (its link is {shown!r})"
         )
     opener(story.link)
-    app.store.mark_read([story.id], app.clock())
+    _mark_read_after_showing(app, story)
     return story
 
 
@@ -130,8 +139,15 @@ def read_story(app: App, story_id: int, show: Callable[[Story, str], None]) -> S
     """Show a story's content as terminal text with ``show``, then mark it read."""
     story = get_story(app, story_id)
     show(story, html_to_text(story.content or story.summary))
-    app.store.mark_read([story.id], app.clock())
+    _mark_read_after_showing(app, story)
     return story
+
+
+def _mark_read_after_showing(app: App, story: Story) -> None:
+    try:
+        app.store.mark_read([story.id], app.clock())
+    except StoreError as exc:
+        raise type(exc)(f"story {story.id} was shown but is still unread: {exc}") from exc
 
 
 def mark(

@@ -9,7 +9,9 @@ never deadlock upgrading a read lock.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -143,6 +145,12 @@ def _dt(value: int | None) -> datetime | None:
 def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
     message = str(exc)
     lowered = message.lower()
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    if code.startswith("SQLITE_IOERR"):
+        return StoreError(
+            f"cannot read or write the database {path}: disk I/O error "
+            "(is the disk full, or the file too large?)"
+        )
     if "locked" in lowered or "busy" in lowered:
         return DatabaseBusyError(f"the database {path} is locked by another process; try again")
     if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
@@ -251,6 +259,7 @@ class Store:
 
     @_translated
     def _prepare(self, seed_urls: tuple[str, ...]) -> None:
+        self._refuse_truncated()
         version = self._version()
         self._refuse_newer(version)
         self._db.execute("PRAGMA foreign_keys = ON")
@@ -262,6 +271,32 @@ class Store:
         # From here on SQLite's own waiting stays short: _begin waits for the write
         # lock in steps (WAL readers do not wait at all).
         self._db.execute(f"PRAGMA busy_timeout = {int(_STEP * 1000)}")
+
+    def _refuse_truncated(self) -> None:
+        """A file cut short (a failed copy, a full disk outside SQLite) is corrupt,
+        though SQLite would only notice on reaching the missing pages, and might
+        write into it first. Without a write-ahead log the file must hold exactly
+        the pages its header counts."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            if wal.exists() and wal.stat().st_size > 0:
+                return  # the log may hold pages the file does not have yet
+            with self.path.open("rb") as handle:
+                header = handle.read(100)
+                size = os.fstat(handle.fileno()).st_size
+        except OSError:
+            return  # SQLite reports what it cannot open
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+            return  # empty (new) or not SQLite at all: SQLite's own errors say so
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        pages = int.from_bytes(header[28:32], "big")
+        counted = header[24:28] == header[92:96] and pages > 0
+        if size % page_size or (counted and size < pages * page_size):
+            raise DatabaseCorruptError(
+                f"the database {self.path} is corrupt (the file is cut short: "
+                f"{size:,} bytes); move it aside to start afresh"
+            )
 
     def _refuse_newer(self, version: int) -> None:
         if version > SCHEMA_VERSION:
@@ -296,10 +331,14 @@ class Store:
         self._begin(self.busy_timeout if wait is None else wait)
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite ends the transaction itself on some errors (a full disk, an I/O
+            # error); the error to report is the first one, never the rollback's.
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def _begin(self, wait: float) -> None:
         deadline = time.monotonic() + wait
