@@ -14,6 +14,7 @@ import functools
 import gzip
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -511,3 +512,37 @@ def test_gzip_bomb_is_small_on_the_wire() -> None:
     assert len(gzip_bomb(48)) < CAP
     assert len(gzip.decompress(gzip_bomb(48))) == 48 * 1024 * 1024
     assert len(gzip_bomb(1024)) < 1024 * 1024 + 65536
+
+
+def test_ctrl_c_during_a_refresh_exits_130_and_keeps_everything(
+    faulty: Faulty, cfg: Path, run: Callable[..., Result]
+) -> None:
+    """Ctrl-C while a feed stalls: exit 130 at once, no traceback, stored stories and
+    read marks kept, the lock free for the next run."""
+    setup = prepare(cfg, faulty, run, "/stall-headers")
+    env = {**os.environ, "STORYFEED_HOME": str(cfg), "PYTHONPATH": str(SRC)}
+    (cfg / "config.toml").write_text(CONFIG.replace("feed_deadline = 2", "feed_deadline = 30"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "storyfeed", "refresh", "--force"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while faulty.count("/stall-headers") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert faulty.count("/stall-headers") == 1, "the refresh never reached the stalling feed"
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, (out, err)
+    assert time.monotonic() - interrupted < 3
+    assert "Traceback" not in out + err
+    assert len(err.splitlines()) <= 1, err
+    assert stories_of(cfg, setup.good) == setup.before
+    with contextlib.closing(db(cfg)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    (cfg / "config.toml").write_text(CONFIG)
+    again = run("refresh", setup.good)
+    assert again.code == 0, again

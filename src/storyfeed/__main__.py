@@ -8,7 +8,7 @@ def main() -> None:
     try:
         from storyfeed.cli import main as run_cli
     except KeyboardInterrupt:
-        sys.stderr.write("\nstoryfeed: interrupted\n")
+        sys.stderr.write(("\n" if sys.stderr.isatty() else "") + "storyfeed: interrupted\n")
         sys.exit(130)
     run_cli()
 

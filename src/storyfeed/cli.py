@@ -618,5 +618,5 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     code = int(result) if isinstance(result, int) else EXIT_OK
     if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into this status
-        sys.stderr.write("\nstoryfeed: interrupted\n")
+        sys.stderr.write(("\n" if sys.stderr.isatty() else "") + "storyfeed: interrupted\n")
     return code
