@@ -1065,3 +1065,10 @@ def test_open_hands_only_absolute_web_urls_to_the_browser(
         assert shown.code == 0, shown
         (link_line,) = [line for line in shown.out.splitlines() if line.startswith("Link:")]
         assert_inert(link_line, story["title"])
+    # `read` shows a link's real host, without its credentials (open passes them on).
+    for name, path in (("credentials", "/private"), ("userinfo-trick", "/login")):
+        shown = run("read", str(stories[name]["id"]))
+        assert f"Link: http://***@{host}{path}\n" in shown.out or (
+            f"Link: http://reader:***@{host}{path}\n" in shown.out
+        ), shown.out
+        assert "hunter2" not in shown.out and "bank.example" not in shown.out

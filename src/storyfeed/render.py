@@ -168,7 +168,8 @@ def story_view(story: Story, body: str, now: datetime) -> RenderableType:
         meta,
     ]
     if story.link:
-        parts.append(Text(story.link, style="underline blue"))
+        # Credentials go: a link like https://bank.example@elsewhere/ shows its real host.
+        parts.append(Text(redact_url(story.link), style="underline blue"))
     parts.append(Text(""))
     parts.append(Text(body or "(this story has no text; open the link to read it)"))
     return Group(*parts)
@@ -183,7 +184,7 @@ def story_plain(story: Story, body: str) -> str:
     ]
     if story.author:
         lines.append(f"Author: {story.author}")
-    lines.append(f"Link: {story.link}")
+    lines.append(f"Link: {redact_url(story.link)}")
     return "\n".join([*lines, "", body])
 
 
