@@ -8,14 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storyfeed.text import (
-    clean_line,
-    clean_text,
-    html_to_line,
-    html_to_text,
-    is_web_url,
-    redact_url,
-)
+from storyfeed.htmltext import html_to_line, html_to_text
+from storyfeed.text import clean_line, clean_text, is_web_url, redact_url
 
 BIDI_AND_INVISIBLE = frozenset(
     "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u200b\ufeff"

@@ -22,14 +22,18 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console, RenderableType
 
-from storyfeed import __version__, config, core, notify, reading, render, subscriptions
+from storyfeed import __version__, config, core, reading, render
 from storyfeed.config import default_paths
 from storyfeed.errors import InvalidURLError, StoryfeedError
 from storyfeed.models import RefreshResult, Story
 from storyfeed.text import clean_line
 
 if TYPE_CHECKING:
+    from storyfeed import notify
     from storyfeed.deliver import AppriseChannel
+
+# notify and subscriptions are imported by the commands that use them: a listing
+# should not pay for them.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_BUSY = 75  # EX_TEMPFAIL: another refresh or notify holds the lock; try again later
@@ -361,6 +365,8 @@ def add_command(
     title: Annotated[str, typer.Option("--title", help="Name to show for the feed.")] = "",
 ) -> None:
     """Subscribe to a feed (a web page is searched for its feed links)."""
+    from storyfeed import subscriptions
+
     subscription = subscriptions.add_feed(_app(ctx), url, title=title, cwd=Path.cwd())
     feed = subscription.feed
     noun = "story" if subscription.new == 1 else "stories"
@@ -375,6 +381,8 @@ def add_command(
 @app.command("remove")
 def remove_command(ctx: typer.Context, feed: FeedArg) -> None:
     """Unsubscribe from a feed and delete its stories."""
+    from storyfeed import subscriptions
+
     removed, count = subscriptions.remove_feed(_app(ctx), feed)
     _note(f"Removed {removed.title} (feed {removed.id}) and {count} stories.\n")
 
@@ -382,6 +390,8 @@ def remove_command(ctx: typer.Context, feed: FeedArg) -> None:
 @app.command("feeds")
 def feeds_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List subscriptions with their health."""
+    from storyfeed import subscriptions
+
     state = _app(ctx)
     feeds = subscriptions.feed_health(state)
     if as_json:
@@ -449,6 +459,8 @@ def notify_command(
     verbose: VerboseOpt = False,
 ) -> None:
     """For cron: refresh, then tell each channel about new stories, once."""
+    from storyfeed import notify
+
     state = _app(ctx)
     urls = list(dict.fromkeys(u.strip() for u in to or state.settings.notify.urls))
     urls = urls or [notify.STDOUT]
@@ -479,6 +491,8 @@ def notify_command(
 
 
 def _target(url: str, *, as_json: bool, timeout: float) -> notify.Target:
+    from storyfeed import notify
+
     label = notify.channel_label(url)
     if url == notify.STDOUT:
         return notify.Target(notify.channel_key(url), label, _StdoutSender(as_json))

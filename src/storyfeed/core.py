@@ -12,7 +12,6 @@ this live beside it: :mod:`storyfeed.reading`, :mod:`storyfeed.subscriptions` an
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -121,6 +120,8 @@ def backoff(settings: Settings, error_count: int) -> timedelta:
 
 
 def body_hash(body: bytes) -> str:
+    import hashlib
+
     return hashlib.sha256(body).hexdigest()
 
 

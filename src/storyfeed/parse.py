@@ -20,8 +20,9 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from storyfeed.errors import NotAFeedError, ParseError
+from storyfeed.htmltext import html_to_line
 from storyfeed.models import DateFlag, FeedLink, ParsedFeed, ParsedStory
-from storyfeed.text import clean_line, clean_text, html_to_line
+from storyfeed.text import clean_line, clean_text
 
 MAX_KEY = 512
 # Caps on what one document can make storyfeed store and print: a title of

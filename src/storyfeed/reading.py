@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from storyfeed.core import App, Progress, due_feeds, refresh, resolve_feed
 from storyfeed.errors import DatabaseBusyError, NotFoundError, StoreError, UnsafeLinkError
 from storyfeed.models import Feed, RefreshResult, Story
-from storyfeed.text import html_to_text, is_web_url, redact_url
+from storyfeed.text import is_web_url, redact_url
 
 # --- listing ------------------------------------------------------------------
 
@@ -96,6 +96,8 @@ def record_shown(app: App, listing: Listing) -> str:
 
 def story_summary(story: Story, limit: int = 500) -> str:
     """Plain-text summary: the feed's summary, else the start of the content."""
+    from storyfeed.htmltext import html_to_text
+
     if story.summary:
         return html_to_text(story.summary)
     text = html_to_text(story.content)
@@ -137,6 +139,8 @@ def open_story(app: App, story_id: int | None, opener: Callable[[str], None]) ->
 
 def read_story(app: App, story_id: int, show: Callable[[Story, str], None]) -> Story:
     """Show a story's content as terminal text with ``show``, then mark it read."""
+    from storyfeed.htmltext import html_to_text
+
     story = get_story(app, story_id)
     show(story, html_to_text(story.content or story.summary))
     _mark_read_after_showing(app, story)

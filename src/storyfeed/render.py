@@ -6,7 +6,6 @@ that came from a feed enters rich as a ``Text`` object, never as markup.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -148,6 +147,8 @@ def stories_json(stories: Iterable[Story], summary: Callable[[Story], str]) -> s
 
 def json_line(value: Any) -> str:
     """One JSON value on one line (for streams such as `notify --json`)."""
+    import json
+
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -331,4 +332,6 @@ def refresh_line(result: RefreshResult) -> Text | None:
 
 
 def _dump(value: Any) -> str:
+    import json
+
     return json.dumps(value, ensure_ascii=False, indent=2)
