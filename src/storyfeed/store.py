@@ -486,7 +486,7 @@ class Store:
         the new key, so it keeps its id, read state and deliveries."""
         listed = {story.key for story in stories}
         unknown = [s for s in stories if s.key not in known and s.link]
-        if not unknown:
+        if not unknown or not known:
             return set()
         candidates: dict[tuple[str, str], list[int]] = {}
         for chunk in _chunks(sorted({s.link for s in unknown})):
