@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import warnings
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
@@ -961,3 +962,14 @@ def test_rss_title_with_tags_is_html_but_atom_text_is_literal() -> None:
         f'<title type="text">{title}</title></entry></feed>'
     ).encode()
     assert parse(atom).stories[0].title == "<b>Bold</b> <script>alert(1)</script> &amp; co"
+
+
+def test_feed_link_discovery_takes_linear_time() -> None:
+    page = (
+        b'<!doctype html><html><head><link rel="alternate" type="application/rss+xml" '
+        b'href="/feed.xml"></head><body>' + b"<a b='" * 1_000_000
+    )
+    started = time.perf_counter()
+    links = find_feed_links(page, {}, "https://example.org/")
+    assert time.perf_counter() - started < 5
+    assert [link.url for link in links] == ["https://example.org/feed.xml"]

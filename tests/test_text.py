@@ -493,3 +493,19 @@ def test_many_control_string_openers_are_cleaned_in_linear_time() -> None:
     for text in ("\x9d" * 500_000, "\x9da" * 250_000, "\x1b]" * 250_000):
         assert clean_text(text).strip("a]") == ""
     assert time.perf_counter() - started < 5  # quadratic would take hours
+
+
+@pytest.mark.parametrize(
+    "attack",
+    ["<a b='", '<a href="', "<", "<!--", "<![CDATA[", "<script>", "<!x", "&amp;", "</"],
+)
+def test_html_to_text_takes_linear_time_on_unclosed_constructs(attack: str) -> None:
+    """html.parser is quadratic on these (a 120 KB story took 21 s): ours is not."""
+    started = time.perf_counter()
+    html_to_text(attack * 200_000)
+    assert time.perf_counter() - started < 5
+
+
+def test_html_tokens_keep_script_content_out_of_the_text() -> None:
+    text = html_to_text("<p>a</p><script>if (a<b && c>d) { x('</p>') }</script><p>b &amp; c</p>")
+    assert text == "a\n\nb & c"

@@ -15,12 +15,11 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from storyfeed.errors import NotAFeedError, ParseError
-from storyfeed.htmltext import html_to_line
+from storyfeed.htmltext import html_to_line, tokens
 from storyfeed.models import DateFlag, FeedLink, ParsedFeed, ParsedStory
 from storyfeed.text import clean_line, clean_text
 
@@ -376,26 +375,6 @@ def _iso_date(value: str, now: datetime) -> tuple[datetime | None, DateFlag]:
 # --- Feed discovery in HTML pages ------------------------------------------
 
 
-class _LinkFinder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.base = ""
-        self.links: list[tuple[str, str, str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {name: value or "" for name, value in attrs}
-        if tag == "base" and not self.base:
-            self.base = values.get("href", "")
-        elif tag == "link":
-            rel = values.get("rel", "").lower().split()
-            kind = values.get("type", "").split(";")[0].strip().lower()
-            if "alternate" in rel and kind in _FEED_TYPES and values.get("href"):
-                self.links.append((values["href"], kind, values.get("title", "")))
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-
-
 def find_feed_links(body: bytes, headers: Mapping[str, str], url: str) -> list[FeedLink]:
     """Feeds a page advertises with ``<link rel="alternate" type="...">``, in page order."""
     charset = "utf-8"
@@ -406,12 +385,21 @@ def find_feed_links(body: bytes, headers: Mapping[str, str], url: str) -> list[F
         text = body.decode(charset, errors="replace")
     except LookupError:
         text = body.decode("utf-8", errors="replace")
-    finder = _LinkFinder()
-    finder.feed(text)
-    finder.close()
-    base = urljoin(url, finder.base) if finder.base else url
+    base_href = ""
+    links: list[tuple[str, str, str]] = []
+    for tag in tokens(text):
+        if isinstance(tag, str) or tag.end:
+            continue
+        if tag.name == "base" and not base_href:
+            base_href = tag.attrs.get("href", "")
+        elif tag.name == "link":
+            rel = tag.attrs.get("rel", "").lower().split()
+            kind = tag.attrs.get("type", "").split(";")[0].strip().lower()
+            if "alternate" in rel and kind in _FEED_TYPES and tag.attrs.get("href"):
+                links.append((tag.attrs["href"], kind, tag.attrs.get("title", "")))
+    base = urljoin(url, base_href) if base_href else url
     found: list[FeedLink] = []
-    for href, kind, title in finder.links:
+    for href, kind, title in links:
         link = FeedLink(url=_absolute(base, href), type=kind, title=clean_line(title))
         if link.url and link.url not in {f.url for f in found}:
             found.append(link)
