@@ -331,7 +331,10 @@ def test_retry_after_as_http_date(httpserver: HTTPServer, status: int) -> None:
     assert result.retry_after.tzinfo is not None
 
 
-@pytest.mark.parametrize("value", ["soon", "-5", "1.5", "Someday, 99 Foo 20xx", ""])
+@pytest.mark.parametrize(
+    "value",
+    ["soon", "-5", "1.5", "Someday, 99 Foo 20xx", "", "Fri, 31 Dec 9999 23:59:59 -1400"],
+)
 def test_garbage_retry_after_is_ignored(httpserver: HTTPServer, value: str) -> None:
     httpserver.expect_request("/feed").respond_with_data(
         b"", status=503, headers={"Retry-After": value}

@@ -973,3 +973,18 @@ def test_feed_link_discovery_takes_linear_time() -> None:
     links = find_feed_links(page, {}, "https://example.org/")
     assert time.perf_counter() - started < 5
     assert [link.url for link in links] == ["https://example.org/feed.xml"]
+
+
+def test_a_backslash_in_a_web_link_is_a_slash_as_browsers_read_it() -> None:
+    body = rss("<item><guid>g</guid><link>https://evil.example\\@bank.example/</link></item>")
+    assert parse(body).stories[0].link == "https://evil.example/@bank.example/"
+
+
+def test_one_document_gives_at_most_max_stories() -> None:
+    from storyfeed import parse as parse_module
+
+    items = [{"id": str(n)} for n in range(parse_module.MAX_STORIES + 5)]
+    body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "items": items}).encode()
+    stories = parse(body).stories
+    assert len(stories) == parse_module.MAX_STORIES
+    assert stories[0].key == "0"

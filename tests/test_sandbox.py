@@ -12,6 +12,8 @@ import os
 import pickle
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -274,3 +276,52 @@ def test_hostile_xml_reads_and_requests_nothing_outside_the_document(
         error, stories = state[url]
         assert "\n" not in error, name
         assert error or stories > 0, name
+
+
+def _children_running_the_sandbox(parent: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = Path(entry.path, "status").read_text()
+            command = Path(entry.path, "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = next(line for line in status.splitlines() if line.startswith("PPid:"))
+        if int(ppid.split()[1]) == parent and b"storyfeed.sandbox" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_ctrl_c_while_parsing_stops_the_workers(home: Path, httpserver: HTTPServer) -> None:
+    """Ctrl-C ends the run at once, and its workers with it: they do not go on
+    parsing (for up to parse_timeout) for a process that is gone."""
+    (home / "config.toml").write_text(
+        'default_feed = ""\nparse_timeout = 600\nmax_body_bytes = 33554432\n'
+    )
+    env = {**os.environ, "STORYFEED_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "storyfeed", "feeds"], env=env, check=True)
+    subscribe(home, *(serve(httpserver, f"/slow{n}.xml", SLOW) for n in range(2)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "storyfeed", "refresh"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    workers: list[int] = []
+    while not workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+        workers = _children_running_the_sandbox(proc.pid)
+    assert workers, "no parse worker started"
+    time.sleep(0.5)  # the worker is parsing now
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    deadline = time.monotonic() + 2  # a parse of SLOW takes 4 s or more
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    assert alive == [], "parse workers outlived the run"

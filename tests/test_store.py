@@ -807,3 +807,10 @@ def test_version_3_read_stories_keep_having_been_read(db_path: Path) -> None:
         (first, None, 1),
         (_second, None, 0),
     ]
+
+
+def test_an_update_for_a_feed_removed_meanwhile_is_dropped(store: Store, feed: Feed) -> None:
+    """`remove` while a refresh fetches that feed: its result is dropped, nothing fails."""
+    store.remove_feed(feed.id)
+    assert store.apply_update(update(feed.id, parsed("a"))) == (0, 0)
+    assert store.stories() == []

@@ -509,3 +509,25 @@ def test_html_to_text_takes_linear_time_on_unclosed_constructs(attack: str) -> N
 def test_html_tokens_keep_script_content_out_of_the_text() -> None:
     text = html_to_text("<p>a</p><script>if (a<b && c>d) { x('</p>') }</script><p>b &amp; c</p>")
     assert text == "a\n\nb & c"
+
+
+def test_a_link_with_a_backslash_is_not_opened() -> None:
+    assert not is_web_url("https://evil.example\\@bank.example/")
+
+
+def test_characters_that_show_as_nothing_are_removed() -> None:
+    hidden = "".join(chr(0xE0000 + ord(c)) for c in "rm -rf")
+    assert clean_line(f"pay\u00adpal \u3164\u3164 Nice post{hidden} \u180e\u206a.") == (
+        "paypal Nice post ."
+    )
+
+
+def test_a_flag_keeps_its_tag_characters() -> None:
+    england = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+    assert clean_line(f"Go {england}!") == f"Go {england}!"
+
+
+def test_a_flood_of_combining_marks_is_cut_to_four() -> None:
+    assert clean_line("Ze" + "\u0301" * 500 + "ro") == "Ze" + "\u0301" * 4 + "ro"
+    assert clean_line("Vi\u1ec7t") == "Vi\u1ec7t"  # composed letters are left alone
+    assert clean_line("Vie\u0323\u0302t") == "Vie\u0323\u0302t"  # so are a few marks

@@ -372,7 +372,10 @@ def _retry_after(value: str, now: datetime) -> datetime | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # a date at the edge of year 9999 in a far time zone
+        return None
 
 
 def _fetch_file(request: FetchRequest, settings: Settings) -> FetchResult:

@@ -28,7 +28,7 @@ def exclusive(path: Path) -> Iterator[bool]:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = path.open("a+b")
     except OSError as exc:
-        raise StoreError(f"cannot create the lock file {path}: {exc.strerror}") from exc
+        raise StoreError(f"cannot create the lock file {path}: {exc.strerror or exc}") from exc
     with handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -29,6 +29,7 @@ MAX_KEY = 512
 MAX_LINE = 1000  # characters of a title, an author or a feed's name
 MAX_LINK = 4096  # characters of a link; a longer one is dropped, not cut
 MAX_TEXT = 1_000_000  # characters of a summary or a content
+MAX_STORIES = 100_000  # stories kept from one document (the first ones)
 _TAG_LIKE = re.compile(r"</?[A-Za-z!]")
 _FEED_TYPES = frozenset(
     {
@@ -198,8 +199,13 @@ def _link(url: str) -> str:
 def _absolute(base: str, link: Any) -> str:
     if not isinstance(link, str) or not link.strip():
         return ""
+    link = link.strip()
     try:
-        return clean_line(urljoin(base, link.strip()))
+        if "\\" in link and urlsplit(urljoin(base, link)).scheme in {"http", "https"}:
+            # Browsers read a backslash in a web address as a slash, and so do we:
+            # else https://evil.example\@bank.example/ would show bank.example as host.
+            link = link.replace("\\", "/")
+        return clean_line(urljoin(base, link))
     except ValueError:
         return clean_line(link)
 
@@ -288,13 +294,16 @@ def _story(
 
 
 def _unique(stories: Any) -> tuple[ParsedStory, ...]:
-    """Drop repeated keys within one document (the first occurrence wins)."""
+    """Drop repeated keys within one document (the first occurrence wins); keep
+    the first MAX_STORIES."""
     seen: set[str] = set()
     unique = []
     for story in stories:
         if story.key not in seen:
             seen.add(story.key)
             unique.append(story)
+            if len(unique) == MAX_STORIES:
+                break
     return tuple(unique)
 
 

@@ -50,8 +50,8 @@ def list_stories(
     warnings: list[str] = []
     busy = False
     if due:
-        with app.refresh_lock() as held:
-            try:
+        try:
+            with app.refresh_lock() as held:
                 if held:
                     refreshed = refresh(app, due, progress=progress)
                 else:
@@ -59,9 +59,9 @@ def list_stories(
                         "refresh skipped: another storyfeed is fetching feeds; "
                         "showing the stories already fetched"
                     )
-            except StoreError as exc:
-                busy = isinstance(exc, DatabaseBusyError)
-                warnings.append(f"refresh skipped: {exc}")
+        except StoreError as exc:  # the lock file or the database
+            busy = isinstance(exc, DatabaseBusyError)
+            warnings.append(f"refresh skipped: {exc}")
     warnings += [f"{r.feed.title}: {r.error}" for r in refreshed if r.failed]
     stories = app.store.stories(
         feed_id=chosen.id if chosen else None,
@@ -95,12 +95,11 @@ def record_shown(app: App, listing: Listing) -> str:
 
 
 def story_summary(story: Story, limit: int = 500) -> str:
-    """Plain-text summary: the feed's summary, else the start of the content."""
+    """Plain-text summary of at most ``limit`` characters: the feed's summary, else
+    the start of the content."""
     from storyfeed.htmltext import html_to_text
 
-    if story.summary:
-        return html_to_text(story.summary)
-    text = html_to_text(story.content)
+    text = html_to_text(story.summary or story.content)
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 

@@ -16,6 +16,7 @@ worker subverted by a document could not make the parent run anything.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
@@ -162,6 +163,10 @@ class _Worker:
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
         self.process: subprocess.Popen[bytes] | None = None
+        with _live_lock:
+            if not _live:
+                atexit.register(_stop_live_workers)
+            _live.add(self)
 
     def run(self, job: _Job) -> Parsed:
         try:
@@ -234,6 +239,21 @@ class _Worker:
         if code is not None and code < 0:
             return f"the parser crashed ({signal.Signals(-code).name})"
         return "the parser stopped unexpectedly"
+
+
+_live: set[_Worker] = set()
+_live_lock = threading.Lock()
+
+
+def _stop_live_workers() -> None:
+    """At exit (Ctrl-C included) no worker goes on parsing for a process that is gone."""
+    with _live_lock:
+        workers = list(_live)
+    for worker in workers:
+        process = worker.process
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.kill()
 
 
 def _write_frame(stream: IO[bytes], payload: bytes) -> None:

@@ -426,6 +426,9 @@ class Store:
         read and NEW state; only their text changes.
         """
         with self._write():
+            exists = self._db.execute("SELECT 1 FROM feeds WHERE id = ?", (update.feed_id,))
+            if exists.fetchone() is None:
+                return 0, 0  # removed while it was being fetched: nothing to keep
             new, changed = self._upsert_stories(update.feed_id, update.stories, update.fetched_at)
             self._update_feed(update)
         return new, changed

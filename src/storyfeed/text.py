@@ -28,10 +28,21 @@ _ESCAPES = re.compile(
 # marks, and invisible characters that can hide text (zero-width space, word
 # joiner, BOM), and lone surrogates (from JSON escapes; they cannot be stored).
 # ZWJ/ZWNJ stay: emoji and several scripts need them.
+# Also the characters that show as nothing (soft hyphen, combining grapheme
+# joiner, Hangul fillers, Mongolian vowel separator, deprecated format controls),
+# which let "pay\u00adpal" pass for "paypal" or a name look blank.
 _INVISIBLE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e"
-    "\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e"
+    "\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0"
+    "\ufff9-\ufffb\ud800-\udfff]"
 )
+# Tag characters spell invisible ASCII; they belong only in a flag's emoji sequence.
+_TAG_CHARACTERS = re.compile(
+    "(\U0001f3f4[\U000e0020-\U000e007e]{1,12}\U000e007f)|[\U000e0000-\U000e007f]"
+)
+_COMBINING = "\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+# More than four combining marks on one letter is a flood ("zalgo"), not writing.
+_COMBINING_FLOOD = re.compile(f"([{_COMBINING}]{{4}})[{_COMBINING}]+")
 _LINE_BREAKS = re.compile(r"\r\n?|[\u2028\u2029\x85]")
 _SPACES = re.compile(r"\s+")
 
@@ -39,8 +50,9 @@ _SPACES = re.compile(r"\s+")
 # Any character one of the patterns above acts on; most text has none, and one
 # scan for them is cheaper than three substitutions.
 _SUSPECT = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e"
-    "\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e"
+    "\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164"
+    f"\ufeff\uffa0\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f{_COMBINING}]"
 )
 
 
@@ -50,7 +62,9 @@ def clean_text(value: str) -> str:
         return value
     value = _LINE_BREAKS.sub("\n", value)
     value = _ESCAPES.sub("", value)
-    return _INVISIBLE.sub("", value)
+    value = _INVISIBLE.sub("", value)
+    value = _TAG_CHARACTERS.sub(lambda match: match[1] or "", value)
+    return _COMBINING_FLOOD.sub(r"\1", value)
 
 
 def clean_line(value: str) -> str:
@@ -75,8 +89,8 @@ def redact_url(url: str) -> str:
 
 def is_web_url(url: str) -> bool:
     """True for an absolute http(s) URL with a host: the only links storyfeed opens."""
-    if not url or any(c.isspace() for c in url) or clean_text(url) != url:
-        return False
+    if not url or any(c.isspace() for c in url) or clean_text(url) != url or "\\" in url:
+        return False  # a backslash: browsers and urlsplit disagree on the host
     try:
         parts = urlsplit(url)
     except ValueError:
