@@ -48,8 +48,10 @@ def fetch_many(
     """Fetch concurrently (bounded overall and per host); yield results as they finish.
 
     The fetches run on an event loop in a worker thread, so the caller can store
-    one feed while others are still downloading. Closing the iterator early (say on
-    Ctrl-C) cancels what is still under way.
+    one feed while others are still downloading. At most ``2 x concurrency`` bodies
+    wait for the caller: fetching pauses when it falls behind, so memory stays flat
+    however many feeds there are. Closing the iterator early (say on Ctrl-C)
+    cancels what is still under way.
     """
     todo = list(requests)
     if not todo:
@@ -60,9 +62,10 @@ def fetch_many(
 
     async def main() -> None:
         running["loop"], running["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        running["backlog"] = backlog = asyncio.Semaphore(2 * max(1, settings.concurrency))
         started.set()
         try:
-            await _fetch_all(todo, settings, now, finished.put)
+            await _fetch_all(todo, settings, now, finished.put, backlog)
         except asyncio.CancelledError:
             pass
         except BaseException as exc:  # re-raised in the caller's thread
@@ -76,6 +79,8 @@ def fetch_many(
     complete = False
     try:
         while (result := finished.get()) is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended: all was fetched
+                running["loop"].call_soon_threadsafe(running["backlog"].release)
             yield result
         complete = True
     finally:
@@ -100,7 +105,10 @@ async def _fetch_all(
     settings: Settings,
     now: datetime,
     emit: Callable[[FetchResult], None],
+    backlog: asyncio.Semaphore,
 ) -> None:
+    """``backlog`` is taken before each fetch and given back by the consumer of its
+    result."""
     per_host: dict[str, asyncio.Semaphore] = {}
     overall = asyncio.Semaphore(max(1, settings.concurrency))
 
@@ -110,6 +118,7 @@ async def _fetch_all(
         except ValueError:
             host = ""
         limit = per_host.setdefault(host, asyncio.Semaphore(max(1, settings.per_host)))
+        await backlog.acquire()
         async with limit, overall:  # the host's turn first, so no slot idles waiting
             try:
                 result = await fetch(client, request, settings, now)
