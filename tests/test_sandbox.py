@@ -115,19 +115,7 @@ def test_a_worker_killed_from_outside_is_an_error_for_its_document_only() -> Non
 
 def _worker_processes() -> list[int]:
     """This process's children running storyfeed.sandbox."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = Path(entry.path, "status").read_text()
-            command = Path(entry.path, "cmdline").read_bytes()
-        except OSError:
-            continue
-        parent = next(line for line in status.splitlines() if line.startswith("PPid:"))
-        if int(parent.split()[1]) == os.getpid() and b"storyfeed.sandbox" in command:
-            found.append(int(entry.name))
-    return found
+    return _children_running_the_sandbox(os.getpid())
 
 
 def test_an_orphaned_worker_stops_by_itself() -> None:
@@ -279,6 +267,7 @@ def test_hostile_xml_reads_and_requests_nothing_outside_the_document(
 
 
 def _children_running_the_sandbox(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` and that run storyfeed.sandbox."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
