@@ -164,8 +164,6 @@ class _Worker:
         self.budget = budget
         self.process: subprocess.Popen[bytes] | None = None
         with _live_lock:
-            if not _live:
-                atexit.register(_stop_live_workers)
             _live.add(self)
 
     def run(self, job: _Job) -> Parsed:
@@ -241,10 +239,11 @@ class _Worker:
         return "the parser stopped unexpectedly"
 
 
-_live: set[_Worker] = set()
+_live: set[_Worker] = set()  # every worker this process made (a pool keeps its own)
 _live_lock = threading.Lock()
 
 
+@atexit.register
 def _stop_live_workers() -> None:
     """At exit (Ctrl-C included) no worker goes on parsing for a process that is gone."""
     with _live_lock:
