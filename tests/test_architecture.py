@@ -58,6 +58,7 @@ ALLOWED = {
 CONFINED = {
     "httpx": {"fetch"},
     "feedparser": {"parse"},
+    "lxml": {"parse"},
     "sqlite3": {"store"},
     "rich": {"render", "cli"},
     "typer": {"cli"},
@@ -110,6 +111,7 @@ def test_nothing_imports_cli() -> None:
 NOT_FOR_LISTING = {
     "httpx",
     "feedparser",
+    "lxml",
     "apprise",
     "pydantic",
     "html.parser",

@@ -334,6 +334,7 @@ def serve() -> None:
     from storyfeed import parse
 
     memory, seconds = int(sys.argv[1]), float(sys.argv[2])
+    parse.load_parsers()  # their code is not the document's to pay for
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     # An orphaned worker (its parent killed) still stops: SIGALRM's default action

@@ -1,0 +1,48 @@
+"""The fast path for plain RSS 2.0 gives the same stories as feedparser.
+
+For every corpus file the fast path takes, its ParsedFeed must equal feedparser's
+(the warnings, which nothing reads, aside); every other file goes to feedparser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conftest import CORPUS, DATA, NOW
+from storyfeed import parse
+from storyfeed.errors import ParseError
+
+if not CORPUS.is_dir():
+    pytest.skip(f"feed corpus not found at {CORPUS}", allow_module_level=True)
+
+BASE = "https://corpus.example/dir/feed.xml"
+
+
+def documents() -> list[Path]:
+    names = {"SOURCE.md", "LICENSE", "README.md"}
+    return sorted(
+        p for p in [*CORPUS.rglob("*"), *DATA.glob("*")] if p.is_file() and p.name not in names
+    )
+
+
+def test_the_fast_path_agrees_with_feedparser_on_every_file_it_takes() -> None:
+    taken, differ = 0, []
+    for path in documents():
+        body = path.read_bytes()
+        fast = parse._plain_rss(body, {})
+        if fast is None:
+            continue
+        taken += 1
+        ours = parse._assemble("rss20", (), *fast, BASE, NOW)
+        try:
+            reference = parse._with_feedparser(body, {}, BASE, NOW)
+        except ParseError as exc:
+            differ.append(f"{path}: feedparser refuses it ({exc})")
+            continue
+        if replace(reference, warnings=()) != ours:
+            differ.append(str(path))
+    assert taken > 300, f"the fast path took only {taken} files"
+    assert differ == [], f"{len(differ)} of {taken} differ:\n" + "\n".join(differ[:40])
