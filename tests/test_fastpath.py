@@ -1,4 +1,4 @@
-"""The fast path for plain RSS 2.0 gives the same stories as feedparser.
+"""The fast paths for plain RSS 2.0 and Atom give the same stories as feedparser.
 
 For every corpus file the fast path takes, its ParsedFeed must equal feedparser's
 (the warnings, which nothing reads, aside); every other file goes to feedparser.
@@ -6,8 +6,10 @@ For every corpus file the fast path takes, its ParsedFeed must equal feedparser'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,15 +30,20 @@ def documents() -> list[Path]:
     )
 
 
-def test_the_fast_path_agrees_with_feedparser_on_every_file_it_takes() -> None:
+@pytest.mark.parametrize(
+    ("version", "reader"), [("rss20", parse._plain_rss), ("atom10", parse._plain_atom)]
+)
+def test_the_fast_path_agrees_with_feedparser_on_every_file_it_takes(
+    version: str, reader: Callable[..., Any]
+) -> None:
     taken, differ = 0, []
     for path in documents():
         body = path.read_bytes()
-        fast = parse._plain_rss(body, {})
+        fast = reader(body, {})
         if fast is None:
             continue
         taken += 1
-        ours = parse._assemble("rss20", (), *fast, BASE, NOW)
+        ours = parse._assemble(version, (), *fast, BASE, NOW)
         try:
             reference = parse._with_feedparser(body, {}, BASE, NOW)
         except ParseError as exc:

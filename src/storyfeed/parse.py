@@ -85,10 +85,11 @@ def is_html(body: bytes, headers: Mapping[str, str]) -> bool:
 
 def _parse_xml_feed(body: bytes, headers: Mapping[str, str], url: str, now: datetime) -> ParsedFeed:
     base = _base(url, headers.get("content-location", ""))
-    fast = _plain_rss(body, headers)
-    if fast is not None:
-        feed, entries = fast
-        return _assemble("rss20", (), feed, entries, base, now)
+    for version, reader in (("rss20", _plain_rss), ("atom10", _plain_atom)):
+        fast = reader(body, headers)
+        if fast is not None:
+            feed, entries = fast
+            return _assemble(version, (), feed, entries, base, now)
     return _with_feedparser(body, headers, base, now)
 
 
@@ -155,10 +156,10 @@ def _assemble(
     )
 
 
-# --- the fast path: plain RSS 2.0 (lxml) ------------------------------------------
+# --- the fast path: plain RSS 2.0 and Atom (lxml) -------------------------------------
 #
-# feedparser's event handlers cost ~400 us a story; most feeds are plain RSS 2.0,
-# which lxml reads in a few. A document takes the fast path only when it holds
+# feedparser's event handlers cost ~400 us a story; most feeds are plain RSS 2.0 or
+# Atom, which lxml reads in a few. A document takes the fast path only when it holds
 # nothing feedparser would treat specially (a DOCTYPE, xml:base, another charset,
 # markup inside a field, an element feedparser maps onto a field we read, ...); the
 # fields are then processed as feedparser does, and tests/test_fastpath.py checks
@@ -195,36 +196,16 @@ _CP1252 = {
 }
 
 
-def _plain_rss(
-    body: bytes, headers: Mapping[str, str]
-) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+Shaped = tuple[dict[str, Any], list[dict[str, Any]]]
+
+
+def _plain_rss(body: bytes, headers: Mapping[str, str]) -> Shaped | None:
     """feedparser-shaped (feed, entries) of a plain RSS 2.0 document; None for any
     other document."""
-    head = body[:1024].lower()
-    if b"<!doctype" in head or b"<!entity" in body[:65536].lower() or b"xml:base" in body:
+    root = _plain_xml(body, headers)
+    if root is None or root.tag != "rss" or root.get("version") != "2.0":
         return None
-    declared = re.match(rb'\s*<\?xml[^>]*encoding=["\']([A-Za-z0-9._-]+)', body[:200])
-    if declared and declared.group(1).lower() not in {b"utf-8", b"utf8"}:
-        return None
-    charset = re.search(r"charset=[\"']?([A-Za-z0-9._-]+)", headers.get("content-type", ""))
-    if charset and charset.group(1).lower() not in {"utf-8", "utf8"}:
-        return None
-    if body.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
-        return None
-    try:
-        from lxml import etree
-    except ImportError:
-        return None
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-        remove_comments=True, remove_pis=True,
-    )  # fmt: skip
-    try:
-        body.decode("utf-8")
-        root = etree.fromstring(body, parser)
-    except (etree.XMLSyntaxError, UnicodeDecodeError, ValueError):
-        return None
-    if root.tag != "rss" or root.get("version") != "2.0" or root.nsmap.get(None):
+    if root.nsmap.get(None):
         return None
     channels = [child for child in root if child.tag == "channel"]
     if len(channels) != 1 or len(root) != 1:
@@ -246,6 +227,151 @@ def _plain_rss(
     if "title" in feed:
         feed["title_detail"] = {"value": feed["title"], "type": _fp_type(feed["title"])}
     return feed, entries
+
+
+def _plain_xml(body: bytes, headers: Mapping[str, str]) -> Any:
+    """The root element of a UTF-8 XML document without a DOCTYPE or xml:base, read
+    by lxml without entities or network; None otherwise."""
+    head = body[:1024].lower()
+    if b"<!doctype" in head or b"<!entity" in body[:65536].lower() or b"xml:base" in body:
+        return None
+    declared = re.match(rb'\s*<\?xml[^>]*encoding=["\']([A-Za-z0-9._-]+)', body[:200])
+    if declared and declared.group(1).lower() not in {b"utf-8", b"utf8"}:
+        return None
+    charset = re.search(r"charset=[\"']?([A-Za-z0-9._-]+)", headers.get("content-type", ""))
+    if charset and charset.group(1).lower() not in {"utf-8", "utf8"}:
+        return None
+    if body.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        return None
+    try:
+        from lxml import etree
+    except ImportError:
+        return None
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+        remove_comments=True, remove_pis=True,
+    )  # fmt: skip
+    try:
+        body.decode("utf-8")
+        return etree.fromstring(body, parser)
+    except (etree.XMLSyntaxError, UnicodeDecodeError, ValueError):
+        return None
+
+
+_ATOM_TYPES = {"text": "text/plain", "html": "text/html"}
+
+
+def _plain_atom(body: bytes, headers: Mapping[str, str]) -> Shaped | None:
+    """feedparser-shaped (feed, entries) of a plain Atom 1.0 document; None for any
+    other document."""
+    root = _plain_xml(body, headers)
+    if root is None or root.tag != f"{_ATOM}feed":
+        return None
+    feed = _atom_fields(root, in_feed=True)
+    if feed is None:
+        return None
+    entries = []
+    for child in root:
+        if child.tag == f"{_ATOM}entry":
+            entry = _atom_fields(child, in_feed=False)
+            if entry is None:
+                return None
+            entries.append(entry)
+    return feed, entries
+
+
+def _atom_fields(element: Any, *, in_feed: bool) -> dict[str, Any] | None:
+    """The fields of an Atom feed or entry element, as feedparser gives them."""
+    fields: dict[str, Any] = {}
+    alternate = None
+    for child in element:
+        tag = child.tag
+        if not isinstance(tag, str) or (in_feed and tag == f"{_ATOM}entry"):
+            continue
+        name = tag[len(_ATOM) :] if tag.startswith(_ATOM) else ""
+        if name == "link":
+            if len(child) or "href" not in child.attrib:
+                return None
+            rel = child.get("rel", "alternate")
+            kind = child.get("type", "text/html")
+            href = _fp_text(child.get("href", ""))
+            if rel == "alternate" and kind in {"text/html", "application/xhtml+xml"}:
+                if not href or not _web_or_relative(href):
+                    return None  # feedparser makes the base of an empty one
+                alternate = href
+        elif name in {"title", "summary", "content"}:
+            if name in fields or len(child) or set(child.attrib) - {"type"}:
+                return None
+            kind = _ATOM_TYPES.get(child.get("type", "text"))
+            if kind is None:
+                return None
+            value = _fp_text(child.text or "")
+            fields[name] = {"type": kind, "value": value}
+        elif name in {"id", "published", "updated"}:
+            if name in fields or len(child) or child.attrib:
+                return None
+            fields[name] = _fp_text(child.text or "")
+        elif name == "author":
+            if "author" in fields or child.attrib:
+                return None
+            parts = {_local(part.tag): _fp_text(part.text or "") for part in child}
+            if set(parts) - {"name", "email", "uri"} or len(parts) != len(child):
+                return None
+            person, email = parts.get("name", ""), parts.get("email", "")
+            fields["author"] = f"{person} ({email})" if person and email else person or email
+        elif name in {"category", "generator", "icon", "logo", "rights", "subtitle"}:
+            if name != "category" and len(child):
+                return None
+        elif name or not _harmless(child, in_channel=in_feed):
+            return None
+    shaped: dict[str, Any] = {}
+    if "id" in fields:
+        key = fields["id"]
+        scheme = urlsplit(key).scheme.lower() if _web_or_relative(key) else "other"
+        if scheme in {"http", "https"}:
+            key = urljoin(_STAND_IN + "/", key)
+        elif not (key.startswith(("tag:", "urn:")) or not key):
+            return None
+        shaped["id"] = key
+    # feedparser takes an id for the link when there is no alternate link.
+    if alternate is not None:
+        shaped["link"] = alternate
+    elif shaped.get("id"):
+        shaped["link"] = shaped["id"]
+    for name in ("title", "summary"):
+        if name in fields:
+            shaped[name] = fields[name]["value"]
+            shaped[f"{name}_detail"] = fields[name]
+    if "content" in fields:
+        shaped["content"] = [fields["content"]]
+        shaped.setdefault("summary", fields["content"]["value"])
+    if "author" in fields:
+        shaped["author"] = fields["author"]
+    for name in ("published", "updated"):
+        if name in fields:
+            when = _iso8601(fields[name])
+            if when is False:
+                return None
+            shaped[f"{name}_parsed"] = when
+    return shaped
+
+
+def _iso8601(value: str) -> Any:
+    """A UTC struct_time of an RFC 3339 date; None for none; False for anything else."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    if when.tzinfo is None or not re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)", value
+    ):
+        return False
+    try:
+        return when.astimezone(UTC).timetuple()
+    except (OverflowError, ValueError):
+        return False
 
 
 def _local(tag: Any) -> str:
