@@ -474,6 +474,8 @@ def _fp_type(value: str) -> str:
 
     if not (re.search(r"</(\w+)>", value) or re.search(r"&#?\w+;", value)):
         return "text/plain"
+    # feedparser's own list of the elements it counts as HTML (the version is pinned
+    # below 7, and tests/test_fastpath.py would catch a change).
     from feedparser.sanitizer import _HTMLSanitizer
 
     if any(
