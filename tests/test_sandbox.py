@@ -314,3 +314,25 @@ def test_ctrl_c_while_parsing_stops_the_workers(home: Path, httpserver: HTTPServ
         time.sleep(0.05)
     alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
     assert alive == [], "parse workers outlived the run"
+
+
+def test_outcomes_left_by_a_run_cut_short_go_nowhere(
+    home: Path, httpserver: HTTPServer, run: Callable[..., Result]
+) -> None:
+    """The pool is shared by the process: a refresh that failed half-way leaves parses
+    behind, and the next refresh must not store them under its own feeds."""
+    assert run("feeds").code == 0
+    from storyfeed import core
+    from storyfeed.config import Settings
+
+    pool = core.parser_pool(Settings())
+    for _ in range(3):  # as if an earlier run had submitted three jobs and died
+        pool.submit(next(core._JOBS), BLOG, {}, "https://stale.example/feed", NOW)
+    good = serve(httpserver, "/good.xml", rss(3, title="Fresh"))
+    subscribe(home, good)
+    assert run("refresh").code == 0
+    with sqlite3.connect(home / "storyfeed.db") as db:
+        links = {row[0] for row in db.execute("SELECT link FROM stories")}
+    assert links == {f"https://example.org/{n}" for n in range(3)}
+    while pool.pending:  # leave the shared pool as it was found
+        pool.next()

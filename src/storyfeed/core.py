@@ -12,6 +12,7 @@ this live beside it: :mod:`storyfeed.reading`, :mod:`storyfeed.subscriptions` an
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -258,7 +259,7 @@ def refresh(
         for f in feeds
     ]
     results: list[RefreshResult] = []
-    parsing: dict[int, tuple[FetchResult, str]] = {}
+    parsing: dict[int, tuple[Feed, FetchResult, str]] = {}  # by job number
     pool = parser_pool(app.settings)
 
     def finish(result: RefreshResult) -> None:
@@ -267,8 +268,10 @@ def refresh(
             progress(result, len(results), len(feeds))
 
     def store_parsed(outcome: sandbox.Parsed) -> None:
-        fetched, digest = parsing.pop(outcome.key)
-        feed = by_id[outcome.key]
+        job = parsing.pop(outcome.key, None)
+        if job is None:
+            return  # the outcome of an earlier run in this process that was cut short
+        feed, fetched, digest = job
         finish(_store_fetch(app, feed, fetched, outcome.feed, outcome.error, digest))
 
     for fetched in fetch.fetch_many(requests, app.settings, app.clock()):
@@ -279,8 +282,9 @@ def refresh(
         else:
             while pool.pending >= _PARSE_BACKLOG:  # bodies wait in the fetcher, not here
                 store_parsed(pool.next())
-            pool.submit(feed.id, fetched.body, fetched.headers, fetched.final_url, app.clock())
-            parsing[feed.id] = (replace(fetched, body=b""), digest)
+            job = next(_JOBS)
+            pool.submit(job, fetched.body, fetched.headers, fetched.final_url, app.clock())
+            parsing[job] = (feed, replace(fetched, body=b""), digest)
         for outcome in pool.done():
             store_parsed(outcome)
     while parsing:
@@ -289,6 +293,7 @@ def refresh(
 
 
 _PARSE_BACKLOG = 4  # documents handed to the parser processes and not yet parsed
+_JOBS = itertools.count(1)  # parse jobs are numbered for the whole process: the pool is shared
 
 
 def parser_pool(settings: Settings) -> sandbox.Pool:
