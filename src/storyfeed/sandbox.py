@@ -297,8 +297,6 @@ class _ResultUnpickler(pickle.Unpickler):
             ("datetime", "datetime"),
             ("datetime", "timezone"),
             ("datetime", "timedelta"),
-            ("copyreg", "_reconstructor"),
-            ("builtins", "object"),
         }
     )
 
