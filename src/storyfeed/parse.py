@@ -194,6 +194,7 @@ _CP1252 = {
     for code in range(0x80, 0xA0)
     if (text := bytes([code]).decode("cp1252", errors="replace")) != "\ufffd"
 }
+_C1 = re.compile("[\x80-\x9f]")  # str.translate walks every character: look first
 
 
 Shaped = tuple[dict[str, Any], list[dict[str, Any]]]
@@ -464,7 +465,7 @@ def _fp_text(value: str, *, link: bool = False) -> str:
         value = _LOOSE_AMPERSAND.sub(r"&\1", value.replace("&amp;", "&"))
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
         value = value.encode("iso-8859-1").decode("utf-8")
-    return value.translate(_CP1252)
+    return value.translate(_CP1252) if _C1.search(value) else value
 
 
 def _fp_type(value: str) -> str:
