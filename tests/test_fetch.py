@@ -28,7 +28,7 @@ import storyfeed
 from conftest import DATA, NOW
 from loopback import Handle, RawServer, read_head
 from storyfeed.config import Settings
-from storyfeed.fetch import fetch, fetch_many, fetch_one
+from storyfeed.fetch import fetch, fetch_batches, fetch_many, fetch_one
 from storyfeed.models import FetchOutcome, FetchRequest, FetchResult
 
 CAP = 64 * 1024
@@ -879,6 +879,59 @@ def test_fetch_many_bounds_requests_in_flight(
     assert all(r.outcome is FetchOutcome.OK and r.body == b"<ok>" for r in results)
     assert server.requests == 6
     assert server.most_active == min(concurrency, per_host)
+
+
+def test_requests_beyond_one_pool_run_at_once(raw_server: Callable[[Handle], RawServer]) -> None:
+    """Requests are spread over several small connection pools (see _fetch_all): none
+    waits for a connection while the concurrency allows it to run."""
+    server = raw_server(counting)
+    settings = Settings(read_timeout=2.0, feed_deadline=3.0, concurrency=10, per_host=10)
+    requests = [FetchRequest(feed_id=i, url=server.url(f"/feed/{i}")) for i in range(10)]
+
+    results = list(fetch_many(requests, settings, NOW))
+
+    assert all(r.outcome is FetchOutcome.OK for r in results)
+    assert server.most_active == 10
+
+
+def test_a_304_hands_its_connection_to_the_next_feed(
+    raw_server: Callable[[Handle], RawServer],
+) -> None:
+    connections = []
+
+    def keep_alive(conn: socket.socket, server: RawServer) -> None:
+        connections.append(conn)
+        while head := read_head(conn):
+            with server.lock:
+                server.requests += 1
+            assert b"If-None-Match" in head
+            conn.sendall(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
+
+    server = raw_server(keep_alive)
+    settings = Settings(concurrency=1, per_host=1)
+    requests = [
+        FetchRequest(feed_id=i, url=server.url(f"/feed/{i}"), etag='"v1"') for i in range(5)
+    ]
+
+    results = list(fetch_many(requests, settings, NOW))
+
+    assert [r.outcome for r in results] == [FetchOutcome.NOT_MODIFIED] * 5
+    assert server.requests == 5
+    assert len(connections) == 1
+
+
+def test_fetch_batches_yields_each_result_once_in_non_empty_batches(
+    httpserver: HTTPServer,
+) -> None:
+    for i in range(12):
+        httpserver.expect_request(f"/{i}").respond_with_data(f"<rss>{i}</rss>".encode())
+    requests = [FetchRequest(feed_id=i, url=httpserver.url_for(f"/{i}")) for i in range(12)]
+
+    batches = list(fetch_batches(requests, SETTINGS, NOW))
+
+    assert all(batches)
+    assert sorted(r.request.feed_id for batch in batches for r in batch) == list(range(12))
+    assert all(r.body == f"<rss>{r.request.feed_id}</rss>".encode() for b in batches for r in b)
 
 
 def test_dns_failure_is_named_without_a_lookup() -> None:

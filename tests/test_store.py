@@ -814,3 +814,41 @@ def test_an_update_for_a_feed_removed_meanwhile_is_dropped(store: Store, feed: F
     store.remove_feed(feed.id)
     assert store.apply_update(update(feed.id, parsed("a"))) == (0, 0)
     assert store.stories() == []
+
+
+def test_apply_updates_writes_several_feeds_in_one_transaction(store: Store, feed: Feed) -> None:
+    other = store.add_feed("https://other.example/feed", now=NOW)[0]
+    gone = store.add_feed("https://gone.example/feed", now=NOW)[0]
+    store.remove_feed(gone.id)
+    commits = []
+    store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+
+    counts = store.apply_updates(
+        [
+            update(feed.id, parsed("a"), parsed("b")),
+            update(gone.id, parsed("x")),
+            update(other.id, parsed("c")),
+        ]
+    )
+
+    assert counts == [(2, 0), (0, 0), (1, 0)]
+    assert len(commits) == 1
+    assert sorted(ids_by_title(store)) == ["Story a", "Story b", "Story c"]
+    assert {f.id: f.last_fetch_at is not None for f in store.feeds()} == {
+        feed.id: True,
+        other.id: True,
+    }
+
+
+def test_apply_updates_that_fail_write_none_of_the_batch(store: Store, feed: Feed) -> None:
+    other = store.add_feed("https://other.example/feed", now=NOW)[0]
+    store._db.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON stories WHEN NEW.title = 'Story bad' "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+
+    with pytest.raises(StoreError):
+        store.apply_updates([update(feed.id, parsed("a")), update(other.id, parsed("bad"))])
+
+    assert store.stories() == []
+    assert all(f.last_fetch_at is None for f in store.feeds())

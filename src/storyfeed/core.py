@@ -272,19 +272,24 @@ def refresh(
         if job is None:
             return  # the outcome of an earlier run in this process that was cut short
         feed, fetched, digest = job
-        finish(_store_fetch(app, feed, fetched, outcome.feed, outcome.error, digest))
+        for result in _store_fetches(app, [(feed, fetched, outcome.feed, outcome.error, digest)]):
+            finish(result)
 
-    for fetched in fetch.fetch_many(requests, app.settings, app.clock()):
-        feed = by_id[fetched.request.feed_id]
-        digest = body_hash(fetched.body) if fetched.outcome is FetchOutcome.OK else None
-        if digest is None or digest == feed.body_hash:  # an unchanged body is not parsed again
-            finish(_store_fetch(app, feed, fetched, None, "", digest))
-        else:
+    for batch in fetch.fetch_batches(requests, app.settings, app.clock()):
+        unparsed: list[_Job] = []  # not modified, unchanged or failed: stored in one go
+        for fetched in batch:
+            feed = by_id[fetched.request.feed_id]
+            digest = body_hash(fetched.body) if fetched.outcome is FetchOutcome.OK else None
+            if digest is None or digest == feed.body_hash:  # an unchanged body: not parsed
+                unparsed.append((feed, fetched, None, "", digest))
+                continue
             while pool.pending >= _PARSE_BACKLOG:  # bodies wait in the fetcher, not here
                 store_parsed(pool.next())
             job = next(_JOBS)
             pool.submit(job, fetched.body, fetched.headers, fetched.final_url, app.clock())
             parsing[job] = (feed, replace(fetched, body=b""), digest)
+        for result in _store_fetches(app, unparsed):
+            finish(result)
         for outcome in pool.done():
             store_parsed(outcome)
     while parsing:
@@ -302,23 +307,30 @@ def parser_pool(settings: Settings) -> sandbox.Pool:
     return sandbox.shared(sandbox.Budget(settings.parse_timeout, settings.parse_memory))
 
 
-def _store_fetch(
-    app: App,
-    feed: Feed,
-    fetched: FetchResult,
-    parsed: ParsedFeed | None,
-    parse_error: str,
-    digest: str | None,
-) -> RefreshResult:
-    update, outcome = decide_update(
-        feed, fetched, parsed, parse_error, app.settings, app.clock(), digest=digest
-    )
-    new, changed = app.store.apply_update(update)
-    return RefreshResult(
-        feed=feed,
-        outcome=outcome,
-        new=new,
-        updated=changed,
-        error=update.error,
-        moved_to=redact_url(fetched.moved_to) if update.success and fetched.moved_to else "",
-    )
+# A fetched feed on its way to the store: (feed, fetched, parsed, parse error, body hash)
+_Job = tuple[Feed, FetchResult, "ParsedFeed | None", str, "str | None"]
+
+
+def _store_fetches(app: App, jobs: Sequence[_Job]) -> list[RefreshResult]:
+    """Store what these fetches mean, in one transaction; a result for each."""
+    if not jobs:
+        return []
+    now = app.clock()
+    decided = [
+        decide_update(feed, fetched, parsed, error, app.settings, now, digest=digest)
+        for feed, fetched, parsed, error, digest in jobs
+    ]
+    counts = app.store.apply_updates([update for update, _ in decided])
+    return [
+        RefreshResult(
+            feed=feed,
+            outcome=outcome,
+            new=new,
+            updated=changed,
+            error=update.error,
+            moved_to=redact_url(fetched.moved_to) if update.success and fetched.moved_to else "",
+        )
+        for (feed, fetched, *_), (update, outcome), (new, changed) in zip(
+            jobs, decided, counts, strict=True
+        )
+    ]

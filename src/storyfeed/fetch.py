@@ -47,6 +47,18 @@ def fetch_many(
 ) -> Iterator[FetchResult]:
     """Fetch concurrently (bounded overall and per host); yield results as they finish.
 
+    See :func:`fetch_batches`, of which this is the flat form.
+    """
+    for batch in fetch_batches(requests, settings, now):
+        yield from batch
+
+
+def fetch_batches(
+    requests: Iterable[FetchRequest], settings: Settings, now: datetime
+) -> Iterator[list[FetchResult]]:
+    """Fetch concurrently (bounded overall and per host); yield, each time, every
+    result finished since the last yield (at least one).
+
     The fetches run on an event loop in a worker thread, so the caller can store
     one feed while others are still downloading. At most ``2 x concurrency`` bodies
     wait for the caller: fetching pauses when it falls behind, so memory stays flat
@@ -78,10 +90,17 @@ def fetch_many(
     started.wait()
     complete = False
     try:
-        while (result := finished.get()) is not None:
+        ended = False
+        while not ended and (result := finished.get()) is not None:
+            batch = [result]
+            with contextlib.suppress(queue.Empty):
+                while (result := finished.get_nowait()) is not None:
+                    batch.append(result)
+                ended = True
             with contextlib.suppress(RuntimeError):  # the loop has ended: all was fetched
-                running["loop"].call_soon_threadsafe(running["backlog"].release)
-            yield result
+                for _ in batch:
+                    running["loop"].call_soon_threadsafe(running["backlog"].release)
+            yield batch
         complete = True
     finally:
         if not complete:
@@ -109,10 +128,19 @@ async def _fetch_all(
 ) -> None:
     """``backlog`` is taken before each fetch and given back by the consumer of its
     result."""
+    # httpcore's pool does work quadratic in its connections at every request (it
+    # checks each for expiry, and counts the idle ones for each idle one): several
+    # small pools cost far less than one big one. A request takes a pool with a
+    # free connection (there always is one), the one its host used last if it can.
+    concurrency = max(1, settings.concurrency)
+    shards = -(-concurrency // _POOL_SIZE)
+    size = -(-concurrency // shards)
+    busy = [0] * shards  # requests under way in each pool
+    last: dict[str, int] = {}  # the pool a host used last: its idle connections are there
     per_host: dict[str, asyncio.Semaphore] = {}
-    overall = asyncio.Semaphore(max(1, settings.concurrency))
+    overall = asyncio.Semaphore(concurrency)
 
-    async def one(client: httpx.AsyncClient, request: FetchRequest) -> None:
+    async def one(clients: list[httpx.AsyncClient], request: FetchRequest) -> None:
         try:
             host = urlsplit(request.url).hostname or ""
         except ValueError:
@@ -120,24 +148,41 @@ async def _fetch_all(
         limit = per_host.setdefault(host, asyncio.Semaphore(max(1, settings.per_host)))
         await backlog.acquire()
         async with limit, overall:  # the host's turn first, so no slot idles waiting
+            shard = last.get(host, 0)
+            if busy[shard] >= size:
+                shard = busy.index(min(busy))
+            last[host] = shard
+            busy[shard] += 1
             try:
-                result = await fetch(client, request, settings, now)
+                result = await fetch(clients[shard], request, settings, now)
             except Exception as exc:  # one feed's surprise must not cancel the others
                 result = _error(request, f"unexpected error: {type(exc).__name__}: {exc}")
+            finally:
+                busy[shard] -= 1
             emit(result)
 
-    async with _client(settings) as client, asyncio.TaskGroup() as group:
+    async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as group:
+        tls = httpx.create_ssl_context()  # loading the CA bundle takes ~15 ms: once
+        clients = [
+            await stack.enter_async_context(_client(settings, size, tls)) for _ in range(shards)
+        ]
         for request in todo:
-            group.create_task(one(client, request))
+            group.create_task(one(clients, request))
 
 
-def _client(settings: Settings) -> httpx.AsyncClient:
+_POOL_SIZE = 4  # connections in one client's pool at most
+
+
+def _client(
+    settings: Settings, connections: int | None = None, tls: ssl.SSLContext | None = None
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
+        verify=tls or True,
         headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
         timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
         follow_redirects=True,
         max_redirects=10,
-        limits=httpx.Limits(max_connections=max(1, settings.concurrency)),
+        limits=httpx.Limits(max_connections=connections or max(1, settings.concurrency)),
     )
 
 
@@ -232,6 +277,9 @@ async def _fetch_http(
             max_age=_max_age(response.headers.get("cache-control", "")),
         )
         if status == 304:
+            # A 304 has no body; reading its end hands the connection back to the
+            # pool for the next feed instead of closing it.
+            await response.aread()
             return replace(
                 base,
                 outcome=FetchOutcome.NOT_MODIFIED,

@@ -425,13 +425,24 @@ class Store:
         Returns (new stories, changed stories). Existing stories keep their
         read and NEW state; only their text changes.
         """
+        return self.apply_updates([update])[0]
+
+    @_translated
+    def apply_updates(self, updates: Sequence[FeedUpdate]) -> list[tuple[int, int]]:
+        """Write several feeds' fetch outcomes in one transaction (one commit for a
+        run's many "not modified"); (new, changed) for each, as apply_update."""
+        counts = []
         with self._write():
-            exists = self._db.execute("SELECT 1 FROM feeds WHERE id = ?", (update.feed_id,))
-            if exists.fetchone() is None:
-                return 0, 0  # removed while it was being fetched: nothing to keep
-            new, changed = self._upsert_stories(update.feed_id, update.stories, update.fetched_at)
-            self._update_feed(update)
-        return new, changed
+            for update in updates:
+                exists = self._db.execute("SELECT 1 FROM feeds WHERE id = ?", (update.feed_id,))
+                if exists.fetchone() is None:
+                    counts.append((0, 0))  # removed while it was being fetched
+                    continue
+                counts.append(
+                    self._upsert_stories(update.feed_id, update.stories, update.fetched_at)
+                )
+                self._update_feed(update)
+        return counts
 
     def _upsert_stories(
         self, feed_id: int, stories: Sequence[ParsedStory], now: datetime
