@@ -23,7 +23,7 @@ from storyfeed.errors import (
     DuplicateFeedError,
     StoreError,
 )
-from storyfeed.models import DateFlag, Feed, FeedUpdate, ParsedStory
+from storyfeed.models import DateFlag, Feed, FeedStatus, FeedUpdate, ParsedStory
 from storyfeed.store import SCHEMA_VERSION, Store
 
 SEED = "https://wgzesg.github.io/llm_stories/index.xml"
@@ -785,6 +785,38 @@ def test_failures_are_counted_by_the_database(store: Store, feed: Feed) -> None:
     assert stored.error_count == 0
 
 
+def undo_schema_5(connection: sqlite3.Connection) -> None:
+    """Take a database back to schema 4, as an older storyfeed left it."""
+    connection.executescript(
+        """
+        DROP TRIGGER stories_fts_update; DROP TRIGGER stories_fts_delete;
+        DROP TABLE stories_fts; DROP TABLE search_index;
+        DROP TABLE tombstones; DROP TABLE feed_tags;
+        ALTER TABLE feeds DROP COLUMN refresh_interval;
+        ALTER TABLE feeds DROP COLUMN notify;
+        ALTER TABLE feeds DROP COLUMN diagnosis;
+        PRAGMA user_version = 4;
+        """
+    )
+
+
+def test_version_4_database_is_migrated_with_every_story_searchable(db_path: Path) -> None:
+    opened = Store.open(db_path)
+    feed = opened.add_feed("https://example.org/feed.xml", now=NOW)[0]
+    opened.apply_update(update(feed.id, parsed("a"), parsed("b")))
+    opened.close()
+    with closing(sqlite3.connect(db_path)) as connection:
+        undo_schema_5(connection)
+    reopened = Store.open(db_path)
+    try:
+        assert reopened.feeds()[0].notify is True
+        assert reopened.catch_up_search_index() == 2
+    finally:
+        reopened.close()
+    assert raw_query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert len(fts_ids(db_path, "story")) == 2
+
+
 def test_version_3_read_stories_keep_having_been_read(db_path: Path) -> None:
     """Migration 4 takes a story read under version 3 as read once, so notify never
     sends it, even after it is marked unread."""
@@ -795,6 +827,7 @@ def test_version_3_read_stories_keep_having_been_read(db_path: Path) -> None:
     opened.mark_read([first], NOW)
     opened.close()
     with closing(sqlite3.connect(db_path)) as connection:
+        undo_schema_5(connection)
         connection.execute("ALTER TABLE stories DROP COLUMN first_read_at")
         connection.execute("PRAGMA user_version = 3")
         connection.commit()
@@ -852,3 +885,60 @@ def test_apply_updates_that_fail_write_none_of_the_batch(store: Store, feed: Fee
 
     assert store.stories() == []
     assert all(f.last_fetch_at is None for f in store.feeds())
+
+
+# --- schema 5: tags, feed settings, the search index --------------------------------------
+
+
+def test_tags_are_kept_per_feed_without_case(store: Store, feed: Feed) -> None:
+    assert store.add_tags(feed.id, ["News", "tech"]) == 2
+    assert store.add_tags(feed.id, ["news", "Tech", "science"]) == 1
+    assert store.feed(feed.id).tags == ("News", "science", "tech")  # type: ignore[union-attr]
+    assert store.remove_tags(feed.id, ["NEWS"]) == 1
+    assert [f.tags for f in store.feeds(with_counts=True)] == [("science", "tech")]
+    assert store.remove_tags(feed.id) == 2
+    assert store.feeds()[0].tags == ()
+
+
+def test_a_removed_feed_takes_its_tags_along(store: Store, feed: Feed, db_path: Path) -> None:
+    store.add_tags(feed.id, ["news"])
+    store.remove_feed(feed.id)
+    assert raw_query(db_path, "SELECT COUNT(*) FROM feed_tags") == [(0,)]
+
+
+def test_feed_settings_change_only_what_is_given(store: Store, feed: Feed) -> None:
+    store.set_feed_settings(feed.id, refresh_interval=7200, notify=False)
+    changed = store.feed(feed.id)
+    assert changed is not None
+    assert (changed.refresh_interval, changed.notify, changed.user_title) == (7200, False, "")
+    store.set_feed_settings(feed.id, user_title="Mine", status=FeedStatus.PAUSED)
+    store.set_feed_settings(feed.id, refresh_interval="default")
+    changed = store.feed(feed.id)
+    assert changed is not None
+    assert (changed.refresh_interval, changed.notify) == (None, False)
+    assert (changed.user_title, changed.status) == ("Mine", FeedStatus.PAUSED)
+
+
+def fts_ids(path: Path, query: str) -> list[object]:
+    rows = raw_query(path, "SELECT rowid FROM stories_fts WHERE stories_fts MATCH ?", (query,))
+    return sorted(row[0] for row in rows)
+
+
+def test_the_search_index_catches_up_and_follows_changes(
+    store: Store, feed: Feed, db_path: Path
+) -> None:
+    store.apply_update(update(feed.id, parsed("a"), parsed("b")))
+    assert fts_ids(db_path, "story") == []  # not indexed until a search asks
+    assert store.catch_up_search_index() == 2
+    assert store.catch_up_search_index() == 0
+    ids = ids_by_title(store)
+    assert fts_ids(db_path, "story") == sorted(ids.values())
+
+    store.apply_update(update(feed.id, parsed("a", "Renamed entirely"), parsed("b")))
+    assert fts_ids(db_path, "renamed") == [ids["Story a"]]
+    assert fts_ids(db_path, '"story a"') == []
+
+    store.apply_update(update(feed.id, parsed("a", "Renamed entirely"), parsed("b"), parsed("c")))
+    assert store.catch_up_search_index() == 1
+    store.remove_feed(feed.id)
+    assert fts_ids(db_path, "story OR renamed") == []

@@ -66,6 +66,9 @@ class Feed:
     notify_after: int | None = None  # notify's baseline: story ids above it are news
     failing_since: datetime | None = None  # the first failure of the current streak
     problem_reported: int = 0  # what notify last said of its trouble (notify.FAILING, RETIRED)
+    refresh_interval: int | None = None  # seconds; None follows the global setting
+    notify: bool = True  # False: notify leaves this feed's stories out
+    tags: tuple[str, ...] = ()
     story_count: int = 0
     unread_count: int = 0
     new_count: int = 0

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from storyfeed.errors import (
     DatabaseBusyError,
@@ -124,6 +124,52 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE stories ADD COLUMN first_read_at INTEGER;
     UPDATE stories SET first_read_at = read_at WHERE read_at IS NOT NULL;
     """,
+    # 5: tags, per-feed settings, what the last fetch saw, tombstones, search.
+    # refresh_interval: seconds, NULL follows the global setting. diagnosis: JSON
+    # written by each fetch for `doctor`. A tombstone keeps a pruned story's key so
+    # that a feed still listing it cannot bring it back. The search index holds the
+    # stories up to search_index.indexed_through: new ones are indexed by the next
+    # search (indexing costs ~6x storing a story, and a refresh must stay fast);
+    # the triggers keep indexed stories in step when they change or go.
+    """
+    ALTER TABLE feeds ADD COLUMN refresh_interval INTEGER;
+    ALTER TABLE feeds ADD COLUMN notify INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE feeds ADD COLUMN diagnosis TEXT NOT NULL DEFAULT '';
+    CREATE TABLE feed_tags (
+        feed_id INTEGER NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
+        tag TEXT NOT NULL COLLATE NOCASE,
+        PRIMARY KEY (feed_id, tag)
+    ) WITHOUT ROWID;
+    CREATE INDEX feed_tags_by_tag ON feed_tags (tag);
+    CREATE TABLE tombstones (
+        feed_id INTEGER NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        pruned_at INTEGER NOT NULL,
+        PRIMARY KEY (feed_id, key)
+    ) WITHOUT ROWID;
+    CREATE VIRTUAL TABLE stories_fts USING fts5 (
+        title, author, summary, content,
+        content = 'stories', content_rowid = 'id',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TABLE search_index (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        indexed_through INTEGER NOT NULL
+    );
+    INSERT INTO search_index (id, indexed_through) VALUES (1, 0);
+    CREATE TRIGGER stories_fts_update AFTER UPDATE OF title, author, summary, content
+    ON stories WHEN old.id <= (SELECT indexed_through FROM search_index) BEGIN
+        INSERT INTO stories_fts (stories_fts, rowid, title, author, summary, content)
+        VALUES ('delete', old.id, old.title, old.author, old.summary, old.content);
+        INSERT INTO stories_fts (rowid, title, author, summary, content)
+        VALUES (new.id, new.title, new.author, new.summary, new.content);
+    END;
+    CREATE TRIGGER stories_fts_delete AFTER DELETE ON stories
+    WHEN old.id <= (SELECT indexed_through FROM search_index) BEGIN
+        INSERT INTO stories_fts (stories_fts, rowid, title, author, summary, content)
+        VALUES ('delete', old.id, old.title, old.author, old.summary, old.content);
+    END;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _MAX_ROWS = 2**62  # below SQLite's integer limit: larger ids and limits cannot match
@@ -132,6 +178,18 @@ _STEP = 0.1  # seconds SQLite itself waits for a lock before we look again
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a script, one by one (executescript would commit the
+    migration's transaction); a trigger's body keeps its semicolons."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
 
 
 def _ts(when: datetime | None) -> int | None:
@@ -184,14 +242,17 @@ _FEED_COLUMNS = (
     "f.id, f.url, f.feed_title, f.user_title, f.site_url, f.status, f.added_at, f.etag, "
     "f.last_modified, f.body_hash, f.last_fetch_at, f.last_success_at, f.last_error, "
     "f.last_error_at, f.error_count, f.next_fetch_at, f.retry_after, f.ttl_seconds, "
-    "f.notify_after, f.failing_since, f.problem_reported"
+    "f.notify_after, f.failing_since, f.problem_reported, f.refresh_interval, f.notify"
 )
+_TAG_SEPARATOR = "\x1f"  # joins a feed's tags in one column; clean tags never hold it
 
 
-def _feed(row: Sequence[Any], counts: Sequence[int] = (0, 0, 0)) -> Feed:
+def _feed(
+    row: Sequence[Any], counts: Sequence[int] = (0, 0, 0), tags: tuple[str, ...] = ()
+) -> Feed:
     (id_, url, feed_title, user_title, site_url, status, added, etag, modified, body_hash,
      fetched, succeeded, error, errored, error_count, next_fetch, retry, ttl, notify_after,
-     failing_since, reported) = row  # fmt: skip
+     failing_since, reported, refresh_interval, notify) = row  # fmt: skip
     return Feed(
         id=int(id_),
         url=str(url),
@@ -214,6 +275,9 @@ def _feed(row: Sequence[Any], counts: Sequence[int] = (0, 0, 0)) -> Feed:
         notify_after=None if notify_after is None else int(notify_after),
         failing_since=_dt(failing_since),
         problem_reported=int(reported),
+        refresh_interval=None if refresh_interval is None else int(refresh_interval),
+        notify=bool(notify),
+        tags=tags,
         story_count=counts[0],
         unread_count=counts[1],
         new_count=counts[2],
@@ -314,9 +378,8 @@ class Store:
             self._refuse_newer(version)
             created = version == 0
             for number in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                for statement in _statements(_MIGRATIONS[number]):
+                    self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {number + 1}")
             if created:
                 now = _ts(datetime.now(UTC))
@@ -362,8 +425,9 @@ class Store:
     def feeds(self, *, with_counts: bool = False) -> list[Feed]:
         query = f"SELECT {_FEED_COLUMNS} FROM feeds f ORDER BY f.id"  # noqa: S608
         rows = self._db.execute(query).fetchall()
+        tags = self._tags_by_feed()
         if not with_counts:
-            return [_feed(row) for row in rows]
+            return [_feed(row, tags=tags.get(row[0], ())) for row in rows]
         counts = {
             feed_id: (total, unread, new)
             for feed_id, total, unread, new in self._db.execute(
@@ -371,13 +435,13 @@ class Store:
                 "SUM(shown_at IS NULL AND read_at IS NULL) FROM stories GROUP BY feed_id"
             )
         }
-        return [_feed(row, counts.get(row[0], (0, 0, 0))) for row in rows]
+        return [_feed(row, counts.get(row[0], (0, 0, 0)), tags.get(row[0], ())) for row in rows]
 
     @_translated
     def feed(self, feed_id: int) -> Feed | None:
         query = f"SELECT {_FEED_COLUMNS} FROM feeds f WHERE f.id = ?"  # noqa: S608
         found = self._db.execute(query, (feed_id,)).fetchone()
-        return _feed(found) if found else None
+        return _feed(found, tags=self._tags_by_feed(feed_id).get(feed_id, ())) if found else None
 
     @_translated
     def add_feed(
@@ -558,6 +622,79 @@ class Store:
             # is left alone rather than merging two feeds.
             self._db.execute(
                 "UPDATE OR IGNORE feeds SET url = ? WHERE id = ?", (update.url, update.feed_id)
+            )
+
+    # --- tags -----------------------------------------------------------
+
+    def _tags_by_feed(self, feed_id: int | None = None) -> dict[int, tuple[str, ...]]:
+        query = "SELECT feed_id, group_concat(tag, ?) FROM feed_tags"
+        if feed_id is None:
+            rows = self._db.execute(query + " GROUP BY feed_id", (_TAG_SEPARATOR,))
+        else:
+            rows = self._db.execute(
+                query + " WHERE feed_id = ? GROUP BY feed_id", (_TAG_SEPARATOR, feed_id)
+            )
+        return {
+            int(found): tuple(sorted(str(joined).split(_TAG_SEPARATOR), key=str.casefold))
+            for found, joined in rows
+        }
+
+    @_translated
+    def add_tags(self, feed_id: int, tags: Iterable[str]) -> int:
+        """Give a feed these tags (clean, non-empty names); return how many were new.
+        Tags compare without case; the spelling first given is kept."""
+        with self._write():
+            cursor = self._db.executemany(
+                "INSERT OR IGNORE INTO feed_tags (feed_id, tag) VALUES (?, ?)",
+                [(feed_id, tag) for tag in tags],
+            )
+        return cursor.rowcount
+
+    @_translated
+    def remove_tags(self, feed_id: int, tags: Iterable[str] | None = None) -> int:
+        """Take these tags (None: all) from a feed; return how many went."""
+        with self._write():
+            if tags is None:
+                cursor = self._db.execute("DELETE FROM feed_tags WHERE feed_id = ?", (feed_id,))
+            else:
+                cursor = self._db.executemany(
+                    "DELETE FROM feed_tags WHERE feed_id = ? AND tag = ?",
+                    [(feed_id, tag) for tag in tags],
+                )
+        return cursor.rowcount
+
+    # --- feed settings ----------------------------------------------------
+
+    @_translated
+    def set_feed_settings(
+        self,
+        feed_id: int,
+        *,
+        user_title: str | None = None,
+        refresh_interval: int | Literal["default"] | None = None,
+        status: FeedStatus | None = None,
+        notify: bool | None = None,
+    ) -> None:
+        """Change a feed's own settings; None leaves one as it is ("default" puts the
+        refresh interval back to the global setting)."""
+        fields: dict[str, object] = {}
+        if user_title is not None:
+            fields["user_title"] = user_title
+        if refresh_interval == "default":
+            fields["refresh_interval"] = None
+        elif refresh_interval is not None:
+            fields["refresh_interval"] = refresh_interval
+        if status is not None:
+            fields["status"] = status.value
+        if notify is not None:
+            fields["notify"] = int(notify)
+        if not fields:
+            return
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._write():
+            self._db.execute(
+                f"UPDATE feeds SET {assignments} WHERE id = ?",  # noqa: S608 (names are ours)
+                (*fields.values(), feed_id),
             )
 
     # --- stories ----------------------------------------------------------
@@ -835,6 +972,31 @@ class Store:
             self._db.execute(
                 "UPDATE feeds SET problem_reported = ? WHERE id = ?", (reported, feed_id)
             )
+
+    # --- search -----------------------------------------------------------
+
+    @_translated
+    def catch_up_search_index(self) -> int:
+        """Index the stories stored since the last search; return how many."""
+        with self._write():
+            (through,) = self._db.execute(
+                "SELECT indexed_through FROM search_index WHERE id = 1"
+            ).fetchone()
+            (newest,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM stories").fetchone()
+            if newest <= through:
+                return 0
+            cursor = self._db.execute(
+                "INSERT INTO stories_fts (rowid, title, author, summary, content) "
+                "SELECT id, title, author, summary, content FROM stories "
+                "WHERE id > ? AND id <= ? ORDER BY id",
+                (through, newest),
+            )
+            self._db.execute("UPDATE search_index SET indexed_through = ? WHERE id = 1", (newest,))
+        return cursor.rowcount
+
+    # --- doctor -----------------------------------------------------------
+
+    # --- retention --------------------------------------------------------
 
 
 _T = TypeVar("_T")
