@@ -709,3 +709,19 @@ def test_a_retired_feed_has_no_next_fetch(run: Run, site: FeedSite) -> None:
     (feed,) = json.loads(run("feeds", "--json").out)
     assert (feed["status"], feed["next_fetch"]) == ("gone", None)
     assert lines(run("feeds"))[0][5] == ""
+
+
+def test_a_command_is_run_from_an_app_holding_only_it() -> None:
+    from storyfeed import cli
+
+    lean = cli._app_for(["list", "--offline"])
+    assert [info.name for info in lean.registered_commands] == ["list"]
+    assert lean.registered_callback is cli.app.registered_callback
+    for args in (["--help"], ["lsit"], [], ["--version"]):
+        assert cli._app_for(args) is cli.app
+
+
+def test_a_typo_in_a_command_is_a_usage_error_naming_it(run: Run) -> None:
+    result = run("lsit")
+    assert result.code == 2
+    assert "lsit" in result.err

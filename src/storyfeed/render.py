@@ -77,7 +77,7 @@ def short_date(when: datetime | None, now: datetime) -> str:
 
 def story_table(
     stories: Sequence[Story], now: datetime, *, show_feed: bool, width: int = 80
-) -> Table:
+) -> Text:
     """Newest first; titles are cut to fit ``width`` so the other columns never shrink."""
     rows = []
     for story in stories:
@@ -93,20 +93,44 @@ def story_table(
         feed_width = max(6, width - fixed - 2 - 20)  # the title gives way last, the ids never
         show_feed = width - fixed - feed_width - 2 >= 10
     title_width = max(10, width - fixed - (feed_width + 2 if show_feed else 0))
-    table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
-    table.add_column("#", justify="right", no_wrap=True, style="bold", width=id_width)
-    table.add_column("●", no_wrap=True, width=3)
-    table.add_column("Date", no_wrap=True, width=date_width)
-    if show_feed:
-        table.add_column("Feed", no_wrap=True, overflow="ellipsis", width=feed_width)
-    table.add_column("Title", no_wrap=True, overflow="ellipsis", max_width=title_width)
+    # Laid out here rather than by rich's Table: every width is known already, and
+    # a table of thirty rows costs rich ~10 ms to measure and render, a listing's
+    # largest single cost.
+    widths = [id_width, 3, date_width, *([feed_width] if show_feed else []), title_width]
+    for column in (-1, -2) if show_feed else (-1,):  # too wide: the title gives way first
+        excess = sum(widths) + 2 * (len(widths) - 1) - width
+        if excess > 0:
+            widths[column] = max(1, widths[column] - excess)
+    header = ["#", "●", "Date", *(["Feed"] if show_feed else []), "Title"]
+    lines = [_row([Text(name) for name in header], widths, style="bold")]
     for story_id, date, story in rows:
-        cells: list[RenderableType] = [story_id, _STATE_CELLS[story.state], date]
+        cells = [Text(story_id, style="bold"), _STATE_CELLS[story.state], Text(date)]
         if show_feed:
-            cells.append(Text(story.feed_title, overflow="ellipsis", no_wrap=True))
-        cells.append(Text(story.title or "(untitled)", overflow="ellipsis", no_wrap=True))
-        table.add_row(*cells, style="dim" if story.read else None)
-    return table
+            cells.append(Text(story.feed_title))
+        cells.append(Text(story.title or "(untitled)"))
+        lines.append(_row(cells, widths, style="dim" if story.read else ""))
+    return Text("\n").join(lines)
+
+
+def _row(cells: Sequence[Text], widths: Sequence[int], *, style: str) -> Text:
+    """One line of a table: cells cut to their widths (with an ellipsis), two spaces
+    apart; the first (an id) aligned right, the last not padded."""
+    line = Text(style=style)
+    for number, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+        cell = cell.copy()
+        cell.truncate(width, overflow="ellipsis")
+        if number == len(cells) - 1:
+            line.append_text(cell)
+            break
+        padding = " " * (width - cell.cell_len)
+        if number == 0:
+            line.append(padding)
+            line.append_text(cell)
+        else:
+            line.append_text(cell)
+            line.append(padding)
+        line.append("  ")
+    return line
 
 
 def story_lines(stories: Iterable[Story]) -> Iterator[str]:
