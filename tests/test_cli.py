@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -725,3 +727,69 @@ def test_a_typo_in_a_command_is_a_usage_error_naming_it(run: Run) -> None:
     result = run("lsit")
     assert result.code == 2
     assert "lsit" in result.err
+
+
+def complete(home: Path, words: str) -> list[str]:
+    """What bash completion offers after ``words`` (typer's protocol, run for real)."""
+    env = {
+        **os.environ,
+        "STORYFEED_HOME": str(home),
+        "_STORYFEED_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split(" ")) - 1),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "storyfeed"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_feed_arguments_complete_from_the_database(run: Run, home: Path) -> None:
+    assert complete(home, "storyfeed remove ") == []  # no database: none made either
+    assert not (home / "data").exists() or not list((home / "data").iterdir())
+    assert run("add", str(DATA / "blog.rss")).code == 0
+    feed_id = json.loads(run("feeds", "--json").out)[-1]["id"]
+
+    assert str(feed_id) in complete(home, "storyfeed remove ")
+    assert complete(home, f"storyfeed refresh {feed_id}") == [str(feed_id)]
+    assert complete(home, "storyfeed list 9") == []
+
+
+def test_color_never_and_no_color_keep_escapes_out(run: Run, home: Path) -> None:
+    assert run("add", str(DATA / "blog.rss")).code == 0
+    coloured = run("--color", "always", "list", "--offline")
+    assert coloured.code == 0
+    assert "\x1b[" in coloured.out and "NEW" in coloured.out  # a table, coloured, piped
+    plain = run("--color", "never", "list", "--offline")
+    assert "\x1b[" not in plain.out
+    assert run("--color", "purple", "list").code == 2
+
+
+def on_a_terminal(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """What storyfeed writes to a (pseudo-)terminal."""
+    import pty
+
+    parent, child = pty.openpty()
+    environment = {**os.environ, "STORYFEED_HOME": str(home), "TERM": "xterm-256color"}
+    environment.update(env or {})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "storyfeed", *args],
+        stdin=subprocess.DEVNULL, stdout=child, stderr=child, env=environment,
+    )  # fmt: skip
+    os.close(child)
+    output = b""
+    with contextlib.suppress(OSError):  # EIO: the other end closed
+        while chunk := os.read(parent, 65536):
+            output += chunk
+    os.close(parent)
+    assert process.wait(timeout=60) == 0, output
+    return output.decode()
+
+
+def test_no_color_is_honoured_on_a_terminal(run: Run, home: Path) -> None:
+    assert run("add", str(DATA / "blog.rss")).code == 0
+    colours = re.compile(r"\x1b\[[0-9;]*3[0-9]m")  # a foreground colour
+    assert colours.search(on_a_terminal(home, "list", "--offline"))
+    assert not colours.search(on_a_terminal(home, "list", "--offline", env={"NO_COLOR": "1"}))
+    assert not colours.search(on_a_terminal(home, "--color", "never", "list", "--offline"))

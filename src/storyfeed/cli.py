@@ -110,16 +110,31 @@ def _note(text: str) -> None:
         sys.stdout.write(text)
 
 
+class ColorChoice(enum.StrEnum):
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+_color = ColorChoice.AUTO  # set by --color
+
+
 def _stdout_is_tty() -> bool:
-    return sys.stdout.isatty()
+    """Whether to draw for a terminal (`--color always` draws for one, piped too)."""
+    return _color is ColorChoice.ALWAYS or sys.stdout.isatty()
 
 
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+def _console(*, stderr: bool = False) -> Console:
+    # auto: rich colours a terminal unless NO_COLOR is set (https://no-color.org).
+    if _color is ColorChoice.ALWAYS:
+        return Console(stderr=stderr, highlight=False, soft_wrap=False, force_terminal=True,
+                       no_color=False)  # fmt: skip
+    no_color = True if _color is ColorChoice.NEVER else None
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, no_color=no_color)
 
 
 def _stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return _console(stderr=True)
 
 
 def warn(message: str) -> None:
@@ -181,8 +196,19 @@ def root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    color: Annotated[
+        ColorChoice,
+        typer.Option(
+            "--color",
+            case_sensitive=False,
+            help="Colour and tables: auto (on a terminal, no colour if NO_COLOR is set), "
+            "always (even piped), never.",
+        ),
+    ] = ColorChoice.AUTO,
 ) -> None:
     """A terminal feed reader. With no command, runs `list`."""
+    global _color
+    _color = color
     state = core.App(default_paths())
     ctx.obj = state
     ctx.call_on_close(state.close)
@@ -190,7 +216,29 @@ def root(
         _list(state, feed=None, unread=False, limit=None, offline=False, as_json=False)
 
 
-FeedArg = Annotated[str, typer.Argument(metavar="FEED", help="Feed id, URL, or part of its title.")]
+def _complete_feed(incomplete: str) -> list[tuple[str, str]]:
+    """FEED completions from the database: feed ids, each with its name as help (zsh
+    and fish show it). typer keeps only the values that start with what was typed."""
+    try:
+        paths = default_paths()
+        if not paths.database.exists():
+            return []  # completing must not create a database
+        state = core.App(paths)
+        try:
+            feeds = state.store.feeds()
+        finally:
+            state.close()
+    except Exception:  # a shell's completion must never see a traceback
+        return []
+    return [(str(feed.id), feed.title) for feed in feeds if str(feed.id).startswith(incomplete)]
+
+
+FeedArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="FEED", help="Feed id, URL, or part of its title.", autocompletion=_complete_feed
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Say what happened, even when all is well.")
@@ -202,7 +250,11 @@ def list_command(
     ctx: typer.Context,
     feed: Annotated[
         str | None,
-        typer.Argument(metavar="[FEED]", help="Only this feed (id, URL, or part of its title)."),
+        typer.Argument(
+            metavar="[FEED]",
+            help="Only this feed (id, URL, or part of its title).",
+            autocompletion=_complete_feed,
+        ),
     ] = None,
     unread: Annotated[bool, typer.Option("--unread", help="Only unread stories.")] = False,
     limit: Annotated[
@@ -314,7 +366,11 @@ def refresh_command(
     ctx: typer.Context,
     feeds: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[FEED]...", help="Only these feeds, fetched even if not due."),
+        typer.Argument(
+            metavar="[FEED]...",
+            help="Only these feeds, fetched even if not due.",
+            autocompletion=_complete_feed,
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Fetch every active feed, ignoring intervals.")
@@ -622,7 +678,14 @@ def _app_for(args: Sequence[str]) -> typer.Typer:
     get the whole app."""
     if "_STORYFEED_COMPLETE" in os.environ:
         return app
-    name = next((arg for arg in args if not arg.startswith("-")), None)
+    name, after_option = None, False
+    for arg in args:
+        if not arg.startswith("-") and not after_option:
+            name = arg
+            break
+        after_option = arg == "--color"  # the root option that takes a value
+    else:
+        return app
     chosen = [info for info in app.registered_commands if info.name == name]
     if not chosen:
         return app
