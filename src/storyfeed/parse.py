@@ -396,6 +396,8 @@ def _harmless(element: Any, *, in_channel: bool) -> bool:
 
 def _web_or_relative(url: str) -> bool:
     """A link feedparser and we resolve alike (it drops links of other schemes)."""
+    if url.startswith(("https://", "http://")) and url.isascii() and "[" not in url:
+        return True  # what urlsplit says, without splitting (it raises only on [ or non-ASCII)
     try:
         scheme = urlsplit(url).scheme.lower()
     except ValueError:
@@ -463,6 +465,8 @@ def _fp_text(value: str, *, link: bool = False) -> str:
     value = value.strip()
     if link:
         value = _LOOSE_AMPERSAND.sub(r"&\1", value.replace("&amp;", "&"))
+    if value.isascii():  # nothing to repair or map (and isascii costs nothing)
+        return value
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
         value = value.encode("iso-8859-1").decode("utf-8")
     return value.translate(_CP1252) if _C1.search(value) else value
