@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 from pytest_httpserver import HTTPServer
@@ -195,10 +195,20 @@ def test_export_has_a_folder_per_tag_and_untagged_feeds_at_the_top() -> None:
     assert body[0][0].get("htmlUrl") is None
 
 
-NAMES = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=20)
+def test_export_drops_what_xml_cannot_hold() -> None:
+    feed = Feed(id=1, url="https://a.example/", user_title="A\ufffeB\uffff", tags=("t\ufffe",))
+    (found,) = opml.parse_opml(opml.write_opml([feed], NOW))
+    assert (found.title, found.tags) == ("AB", ("t",))
+
+
+NAMES = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)),
+    max_size=20,
+)
 
 
 @settings(max_examples=60, deadline=None)
+@example(feeds=[("A\ufffe", ["b\uffff", "\u202e", "B"]), ("", ["x"])])
 @given(
     feeds=st.lists(
         st.tuples(NAMES, st.lists(NAMES.filter(lambda t: t.strip()), max_size=3)),
@@ -216,7 +226,14 @@ def test_write_then_parse_gives_back_every_feed_title_and_tag(
     for found in opml.parse_opml(opml.write_opml(written, NOW)):
         _, tags = back.setdefault(found.url, (found.title, set()))
         tags.update(found.tags)
-    assert back == {f.url: (opml.clean_tag(f.user_title) or f.url, set(f.tags)) for f in written}
+
+    def kept(text: str) -> str:
+        return opml.clean_tag(opml._NOT_XML.sub("", text))
+
+    assert {url: (title, {t.casefold() for t in tags}) for url, (title, tags) in back.items()} == {
+        f.url: (kept(f.user_title) or f.url, {kept(t).casefold() for t in f.tags} - {""})
+        for f in written
+    }
 
 
 # --- end to end -----------------------------------------------------------------------

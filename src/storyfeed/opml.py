@@ -14,6 +14,7 @@ with ``http`` fetches it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +31,9 @@ MAX_OUTLINES = 100_000
 MAX_TAG_LENGTH = 100
 MAX_TITLE_LENGTH = 500
 # FreshRSS exports its web-scraping sources with a page URL in xmlUrl; they are not feeds.
+# What XML 1.0 cannot hold at all (U+FFFE, U+FFFF and the like survive clean_line,
+# and a JSON Feed's title may have them): dropped when writing, or lxml refuses.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _NOT_FEED_TYPES = {"html+xpath", "xml+xpath", "html+xpath+json+dotnotation", "json+dotnotation"}
 
 
@@ -175,7 +179,8 @@ def write_opml(feeds: Sequence[Feed], now: datetime) -> bytes:
             by_tag.setdefault(tag.casefold(), (tag, []))[1].append(feed)
     for key in sorted(by_tag):
         tag, tagged = by_tag[key]
-        folder = etree.SubElement(body, "outline", text=tag, title=tag)
+        name = _NOT_XML.sub("", tag)
+        folder = etree.SubElement(body, "outline", text=name, title=name)
         for feed in tagged:
             _outline(folder, feed)
     for feed in feeds:
@@ -187,14 +192,14 @@ def write_opml(feeds: Sequence[Feed], now: datetime) -> bytes:
 
 
 def _name(feed: Feed) -> str:
-    return clean_line(feed.user_title or feed.feed_title) or feed.url
+    return _NOT_XML.sub("", clean_line(feed.user_title or feed.feed_title)) or feed.url
 
 
 def _outline(parent: etree._Element, feed: Feed) -> None:
     # `text` is required; a feed known by nothing but its URL is named by it (and
     # an importer that finds the URL as the name keeps no title).
     name = _name(feed)
-    attrs = {"type": "rss", "text": name, "title": name, "xmlUrl": feed.url}
+    attrs = {"type": "rss", "text": name, "title": name, "xmlUrl": _NOT_XML.sub("", feed.url)}
     if feed.site_url:
-        attrs["htmlUrl"] = feed.site_url
+        attrs["htmlUrl"] = _NOT_XML.sub("", feed.site_url)
     etree.SubElement(parent, "outline", attrs)
