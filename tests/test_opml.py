@@ -85,6 +85,20 @@ def test_freshrss_export_namespaced_attributes_and_scraped_sources() -> None:
     assert "not a feed" in feeds[1].problem
 
 
+def test_declared_encodings_and_the_opml_namespace_are_understood() -> None:
+    latin = (
+        '<?xml version="1.0" encoding="ISO-8859-1"?>\n<opml version="1.1">'
+        '<body><outline text="Caf\xe9"><outline text="Cr\xe8me" xmlURL="https://a.example/"/>'
+        "</outline></body></opml>"
+    ).encode("latin-1")
+    spaced = (
+        '\ufeff<opml xmlns="http://opml.org/spec2" version="2.0"><head/><body>'
+        '<outline text="x" xmlUrl="https://b.example/"/></body></opml>'
+    ).encode()
+    assert [(f.title, f.tags) for f in opml.parse_opml(latin)] == [("Crème", ("Café",))]
+    assert [f.url for f in opml.parse_opml(spaced)] == ["https://b.example/"]
+
+
 # --- malformed and hostile files ------------------------------------------------------
 
 
@@ -411,6 +425,10 @@ def test_export_replaces_a_file_whole_and_refuses_a_directory(run: Run, tmp_path
     assert run("export", str(target)).code == 0
     assert len({found.url for found in opml.parse_opml(target.read_bytes())}) == 3
     assert target.stat().st_mode & 0o777 == 0o640
+    link = tmp_path / "link.opml"
+    link.symlink_to(target)
+    assert run("export", str(link)).code == 0
+    assert link.is_symlink()
     result = run("export", str(tmp_path))
     assert result.code == 1
     assert result.err == f"storyfeed: error: {tmp_path} is a directory\n"

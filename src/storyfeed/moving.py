@@ -130,6 +130,8 @@ def write_file(path: Path, data: bytes, *, private: bool = False) -> None:
     one, never half of one, and a failure leaves the old file as it was. A new file
     gets the umask's mode (0600 if ``private``); a replaced one keeps its own."""
     target = path.expanduser()
+    if target.is_symlink():  # replace the file it points to, not the link
+        target = target.resolve()
     if target.is_dir():
         raise FileAccessError(f"{path} is a directory")
     try:
