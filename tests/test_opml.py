@@ -222,7 +222,7 @@ NAMES = st.text(
 
 
 @settings(max_examples=60, deadline=None)
-@example(feeds=[("A\ufffe", ["b\uffff", "\u202e", "B"]), ("", ["x"])])
+@example(feeds=[("A\ufffe", ["b\uffff", "\u202e", "B"]), ("", ["x"]), ("\x9d0\x07", [])])
 @given(
     feeds=st.lists(
         st.tuples(NAMES, st.lists(NAMES.filter(lambda t: t.strip()), max_size=3)),
@@ -242,7 +242,7 @@ def test_write_then_parse_gives_back_every_feed_title_and_tag(
         tags.update(found.tags)
 
     def kept(text: str) -> str:
-        return opml.clean_tag(opml._NOT_XML.sub("", text))
+        return opml.clean_tag(opml._NOT_XML.sub("", opml.clean_tag(text)))
 
     assert {url: (title, {t.casefold() for t in tags}) for url, (title, tags) in back.items()} == {
         f.url: (kept(f.user_title) or f.url, {kept(t).casefold() for t in f.tags} - {""})
@@ -367,7 +367,7 @@ def test_malformed_opml_imports_nothing(run: Run, tmp_path: Path) -> None:
     result = run("import", str(path))
     assert result.code == 1
     assert result.out == ""
-    assert result.err.startswith("storyfeed: error: not well-formed XML: ")
+    assert result.err.startswith(f"storyfeed: error: {path}: not well-formed XML: ")
     assert len(result.err.splitlines()) == 1
     assert json.loads(run("feeds", "--json").out) == []
 
@@ -377,6 +377,16 @@ def test_a_missing_file_is_one_error_line(run: Run, tmp_path: Path) -> None:
     assert result.code == 1
     assert result.err.startswith("storyfeed: error: cannot read ")
     assert "No such file" in result.err
+
+
+def test_a_file_over_20_mib_is_refused_before_it_is_read_whole(run: Run, tmp_path: Path) -> None:
+    path = tmp_path / "huge.opml"
+    with path.open("wb") as handle:
+        handle.write(document(""))
+        handle.truncate(opml.MAX_BYTES + 1)
+    result = run("import", str(path))
+    assert result.code == 1
+    assert result.err == f"storyfeed: error: {path} is larger than 20 MiB\n"
 
 
 def test_dry_run_changes_nothing(run: Run) -> None:

@@ -615,8 +615,10 @@ def import_command(
     """Subscribe to the feeds of an OPML file; its folders become tags."""
     from storyfeed import moving
 
-    data = moving.read_opml(sys.stdin.buffer if str(file) == "-" else file)
-    report = moving.import_opml(_app(ctx), data, dry_run=dry_run)
+    from_stdin = str(file) == "-"
+    data = moving.read_opml(sys.stdin.buffer if from_stdin else file)
+    name = "standard input" if from_stdin else str(file)
+    report = moving.import_opml(_app(ctx), data, dry_run=dry_run, name=name)
     if as_json:
         _out(render.import_json(report) + "\n")
         return

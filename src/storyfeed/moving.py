@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from storyfeed import opml
 from storyfeed.core import App
-from storyfeed.errors import FileAccessError, InvalidURLError
+from storyfeed.errors import FileAccessError, InvalidOPMLError, InvalidURLError
 from storyfeed.models import ImportReport, NewSubscription, SkippedOutline
 from storyfeed.text import clean_line, is_web_url, redact_url
 from storyfeed.urls import canonical_url, normalise_url
@@ -33,19 +33,31 @@ def read_opml(source: Path | BinaryIO) -> bytes:
         else:
             data = source.read(opml.MAX_BYTES + 1)
     except OSError as exc:
-        raise FileAccessError(f"cannot read {source}: {exc.strerror or exc}") from exc
+        raise FileAccessError(f"cannot read {_shown(source)}: {exc.strerror or exc}") from exc
     if len(data) > opml.MAX_BYTES:
-        raise FileAccessError(f"{source} is larger than {opml.MAX_BYTES // (1024 * 1024)} MiB")
+        raise FileAccessError(
+            f"{_shown(source)} is larger than {opml.MAX_BYTES // (1024 * 1024)} MiB"
+        )
     return data
 
 
-def import_opml(app: App, data: bytes, *, dry_run: bool = False) -> ImportReport:
+def _shown(source: Path | BinaryIO) -> str:
+    return str(source) if isinstance(source, Path) else "standard input"
+
+
+def import_opml(app: App, data: bytes, *, dry_run: bool = False, name: str = "") -> ImportReport:
     """Subscribe to the feeds of an OPML document, with their folders as tags.
 
-    Malformed OPML raises InvalidOPMLError before anything is written. Feeds
-    already subscribed (under any spelling of their URL) are left as they are.
+    Malformed OPML raises InvalidOPMLError (naming the file as ``name``) before
+    anything is written. Feeds already subscribed (under any spelling of their
+    URL) are left as they are.
     """
-    outlines = opml.parse_opml(data)
+    try:
+        outlines = opml.parse_opml(data)
+    except InvalidOPMLError as exc:
+        if not name:
+            raise
+        raise InvalidOPMLError(f"{name}: {exc}") from None
     known = {_canonical(feed.url) for feed in app.store.feeds()}
     chosen: dict[str, NewSubscription] = {}
     skipped: list[SkippedOutline] = []
