@@ -39,6 +39,8 @@ ALLOWED = {
     "lock": {"errors"},
     "deliver": {"text"},
     "subscriptions": {"errors", "models", "text", "urls", "config", "core", "fetch", "parse"},
+    "opml": {"errors", "models", "text"},
+    "moving": {"errors", "models", "text", "urls", "core", "opml"},
     "render": {"models", "text"},
     "cli": {
         "__init__",
@@ -52,13 +54,14 @@ ALLOWED = {
         "render",
         "notify",
         "deliver",
+        "moving",
     },
 }
 # third-party (and sqlite3) module -> the only storyfeed modules that may import it
 CONFINED = {
     "httpx": {"fetch"},
     "feedparser": {"parse"},
-    "lxml": {"parse"},
+    "lxml": {"parse", "opml"},
     "sqlite3": {"store"},
     "rich": {"render", "cli"},
     "typer": {"cli"},
@@ -123,6 +126,8 @@ NOT_FOR_LISTING = {
     "storyfeed.notify",
     "storyfeed.subscriptions",
     "storyfeed.htmltext",
+    "storyfeed.opml",
+    "storyfeed.moving",
 }
 
 

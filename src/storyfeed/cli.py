@@ -658,6 +658,54 @@ def say(message: str) -> None:
 # --- opml ----------------------------------------------------------------------------
 
 
+@app.command("import")
+def import_command(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="An OPML file; - reads standard input.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be imported; change nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Subscribe to the feeds of an OPML file; its folders become tags."""
+    from storyfeed import moving
+
+    from_stdin = str(file) == "-"
+    data = moving.read_opml(sys.stdin.buffer if from_stdin else file)
+    name = "standard input" if from_stdin else str(file)
+    report = moving.import_opml(_app(ctx), data, dry_run=dry_run, name=name)
+    if as_json:
+        _out(render.import_json(report) + "\n")
+        return
+    for skipped in report.skipped:
+        warn(f"skipped {skipped.url}: {skipped.reason}")
+    _note(render.import_summary(report) + "\n")
+
+
+@app.command("export")
+def export_command(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None,
+        typer.Argument(metavar="[FILE]", help="Where to write; standard output if left out."),
+    ] = None,
+) -> None:
+    """Write every subscription, with its tags, as an OPML 2.0 file."""
+    from storyfeed import moving
+
+    state = _app(ctx)
+    if file is None or str(file) == "-":
+        _require_output()
+        with _writing():
+            sys.stdout.buffer.write(moving.export_opml(state))
+        return
+    count = moving.save_opml(state, file)
+    if _stdout_is_tty():
+        _note(f"Wrote {count} {'feed' if count == 1 else 'feeds'} to {file}.\n")
+
+
 # --- doctor --------------------------------------------------------------------------
 
 

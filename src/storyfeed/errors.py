@@ -15,6 +15,8 @@ a bug.
     │                          records a failed fetch on its feed instead)
     ├── ParseError             the document is not a usable feed
     │   └── NotAFeedError      HTML, empty, or another kind of document
+    ├── InvalidOPMLError       a subscription list that is not well-formed OPML
+    ├── FileAccessError        a file named on the command line cannot be read or written
     └── StoreError             the database cannot be used
         ├── DatabaseCorruptError   not a SQLite file or damaged
         ├── DatabaseTooNewError    written by a newer storyfeed
@@ -79,3 +81,11 @@ class DatabaseTooNewError(StoreError):
 
 class DatabaseBusyError(StoreError):
     """Another process held the database locked for too long."""
+
+
+class InvalidOPMLError(StoryfeedError):
+    """An OPML file that is malformed, hostile or too large to import."""
+
+
+class FileAccessError(StoryfeedError):
+    """A file the user named (an OPML file) cannot be read or written."""

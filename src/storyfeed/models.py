@@ -240,3 +240,35 @@ class Channel:
     failures: int = 0  # failed runs in a row
     failure_reported: bool = False
     last_error: str = ""
+
+
+# --- opml ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubscription:
+    """A feed to subscribe to without fetching it first (from an OPML import)."""
+
+    url: str
+    user_title: str = ""
+    site_url: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedOutline:
+    """A feed of an imported file that was not subscribed, and why."""
+
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What an OPML import did (or, in a dry run, would do)."""
+
+    added: int
+    already_subscribed: int
+    skipped: tuple[SkippedOutline, ...]
+    tags_applied: int
+    dry_run: bool = False

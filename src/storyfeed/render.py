@@ -18,6 +18,7 @@ from storyfeed.models import (
     DateFlag,
     Feed,
     FeedStatus,
+    ImportReport,
     RefreshOutcome,
     RefreshResult,
     Story,
@@ -365,6 +366,36 @@ def _dump(value: Any) -> str:
 
 
 # --- search --------------------------------------------------------------------------
+
+
+# --- opml ----------------------------------------------------------------------------
+
+
+def import_summary(report: ImportReport) -> str:
+    """One line: what an import did (or would do, in a dry run)."""
+    feeds = "feed" if report.added == 1 else "feeds"
+    verb = "Would import" if report.dry_run else "Imported"
+    line = (
+        f"{verb} {report.added} {feeds} ({report.already_subscribed} already subscribed, "
+        f"{len(report.skipped)} skipped as invalid); {report.tags_applied} tags "
+        f"{'would be ' if report.dry_run else ''}applied."
+    )
+    if report.added and not report.dry_run:
+        line += " The next refresh fetches them."
+    return line
+
+
+def import_json(report: ImportReport) -> str:
+    return _dump(
+        {
+            "added": report.added,
+            "already_subscribed": report.already_subscribed,
+            "skipped": len(report.skipped),
+            "tags_applied": report.tags_applied,
+            "dry_run": report.dry_run,
+            "skipped_feeds": [{"url": s.url, "reason": s.reason} for s in report.skipped],
+        }
+    )
 
 
 # --- doctor --------------------------------------------------------------------------

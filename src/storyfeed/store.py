@@ -34,6 +34,7 @@ from storyfeed.models import (
     Feed,
     FeedStatus,
     FeedUpdate,
+    NewSubscription,
     ParsedStory,
     Story,
     feed_name,
@@ -471,6 +472,29 @@ class Store:
         feed = self.feed(feed_id)
         assert feed is not None
         return feed, new
+
+    @_translated
+    def add_feeds(self, feeds: Sequence[NewSubscription], now: datetime) -> tuple[int, int]:
+        """Subscribe to many feeds with their tags in one transaction, fetching none;
+        a URL already subscribed is left as it is. Returns (feeds added, tags given)."""
+        added = tagged = 0
+        with self._write():
+            for feed in feeds:
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO feeds (url, user_title, site_url, added_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (feed.url, feed.user_title, feed.site_url, _ts(now)),
+                )
+                if cursor.rowcount != 1:
+                    continue
+                added += 1
+                feed_id = int(cursor.lastrowid or 0)
+                if feed.tags:
+                    tagged += self._db.executemany(
+                        "INSERT OR IGNORE INTO feed_tags (feed_id, tag) VALUES (?, ?)",
+                        [(feed_id, tag) for tag in feed.tags],
+                    ).rowcount
+        return added, tagged
 
     @_translated
     def remove_feed(self, feed_id: int) -> int:
