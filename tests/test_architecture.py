@@ -40,6 +40,7 @@ ALLOWED = {
     "deliver": {"text"},
     "subscriptions": {"errors", "models", "text", "urls", "config", "core", "fetch", "parse"},
     "render": {"models", "text"},
+    "searching": {"errors", "models", "text", "htmltext", "core"},
     "cli": {
         "__init__",
         "errors",
@@ -52,6 +53,7 @@ ALLOWED = {
         "render",
         "notify",
         "deliver",
+        "searching",
     },
 }
 # third-party (and sqlite3) module -> the only storyfeed modules that may import it
