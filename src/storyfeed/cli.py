@@ -607,7 +607,7 @@ def say(message: str) -> None:
         '"a phrase" matches those words in order; word* matches a prefix; '
         "one OR other matches either; -word or NOT word leaves out stories with it; "
         "title:word, author:word, summary:word and content:word look in one field. "
-        "Anything else (c++, don't, AND) is searched for as words. "
+        "Anything else (c++, don't) is searched for as the words in it; AND changes nothing. "
         "Put the query after -- when it starts with -n or --."
     ),
 )
