@@ -115,6 +115,16 @@ def test_catch_up_counts_and_is_done_once(store: Store) -> None:
     assert store.catch_up_search_index() == 0
 
 
+def test_a_long_catch_up_goes_in_steps(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("storyfeed.store._INDEX_STEP", 3)
+    feed, _ = store.add_feed("https://example.org/a.xml", now=NOW)
+    store.apply_update(update(feed.id, *(parsed(str(i), f"Puffin {i}") for i in range(10))))
+    reports: list[tuple[int, int]] = []
+    assert store.catch_up_search_index(lambda done, total: reports.append((done, total))) == 10
+    assert reports == [(0, 10), (3, 10), (6, 10), (9, 10), (10, 10)]
+    assert len(found(store, "puffin")) == 10
+
+
 def test_a_refresh_during_a_catch_up_waits_and_its_stories_come_next(home: Path) -> None:
     """Both are write transactions: the refresh waits for the catch-up, and its
     stories, with higher ids, are indexed by the next search."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from storyfeed.core import App, resolve_feed
 from storyfeed.errors import DatabaseBusyError, SearchQueryError
 from storyfeed.models import HIT_END, HIT_START, MarkedStory, SearchHit
+from storyfeed.text import clean_line
 
 # A story count worth telling the user about before indexing it (about a second).
 LONG_CATCH_UP = 2000
@@ -90,8 +91,6 @@ def fts_query(query: str) -> str:
 
     Raises SearchQueryError when nothing is left to search for.
     """
-    from storyfeed.text import clean_line
-
     groups: list[list[_Term]] = []  # each group: terms joined by OR
     excluded: list[_Term] = []
     joining = negating = False
