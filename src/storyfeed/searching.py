@@ -25,7 +25,7 @@ from storyfeed.errors import DatabaseBusyError, SearchQueryError
 from storyfeed.models import HIT_END, HIT_START, MarkedStory, SearchHit
 from storyfeed.text import clean_line
 
-# A story count worth telling the user about before indexing it (about a second).
+# Stories whose indexing is worth telling the user about (half a second or more).
 LONG_CATCH_UP = 2000
 
 _COLUMNS = ("title", "author", "summary", "content")
@@ -66,9 +66,8 @@ def _terms(query: str, *, operators: bool = True) -> list[_Term | str]:
         if position >= len(query):
             return found
         match = _TERM.match(query, position)
-        if match is None:  # a lone '"' never matches: it ends the query as an empty phrase
-            return found
-        position = max(match.end(), position + 1)
+        assert match is not None  # any other character than a space starts a phrase or a word
+        position = match.end()
         bare = not (match["minus"] or match["column"] or match["star"])
         if operators and bare and match["word"] in {"OR", "AND", "NOT"}:
             if match["word"] != "AND":
