@@ -42,6 +42,7 @@ ALLOWED = {
     "opml": {"errors", "models", "text"},
     "moving": {"errors", "models", "text", "urls", "core", "opml"},
     "render": {"models", "text"},
+    "searching": {"errors", "models", "text", "htmltext", "core"},
     "cli": {
         "__init__",
         "errors",
@@ -55,6 +56,7 @@ ALLOWED = {
         "notify",
         "deliver",
         "moving",
+        "searching",
     },
 }
 # third-party (and sqlite3) module -> the only storyfeed modules that may import it

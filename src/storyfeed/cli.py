@@ -15,7 +15,7 @@ import enum
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -653,6 +653,96 @@ def say(message: str) -> None:
 
 
 # --- search --------------------------------------------------------------------------
+
+
+@app.command(
+    "search",
+    # `-word` (leave out) is a query term, not an option.
+    context_settings={"ignore_unknown_options": True},
+    epilog=(
+        "Query syntax: words must all match (in any field, any case, accents ignored); "
+        '"a phrase" matches those words in order; word* matches a prefix; '
+        "one OR other matches either; -word or NOT word leaves out stories with it; "
+        "title:word, author:word, summary:word and content:word look in one field. "
+        "Anything else (c++, don't) is searched for as the words in it; AND changes nothing. "
+        "Put the query after -- when it starts with -n or --."
+    ),
+)
+def search_command(
+    ctx: typer.Context,
+    query: Annotated[
+        list[str], typer.Argument(metavar="QUERY...", help="Words to search for (see below).")
+    ],
+    feeds: Annotated[
+        list[str] | None,
+        typer.Option("--feed", metavar="FEED", help="Only this feed (repeatable)."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", min=1, help="How many stories [default: list_limit, 30]."),
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every matching story.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search titles, authors, summaries and content; the best matches first."""
+    from storyfeed import searching
+
+    text = " ".join(query)
+    if not text.strip():
+        raise typer.BadParameter("give words to search for", param_hint="QUERY")
+    _require_output()
+    state = _app(ctx)
+    with _indexing(searching.LONG_CATCH_UP) as progress:
+        result = searching.search(
+            state,
+            text,
+            feeds=feeds or [],
+            limit=None if every else limit or state.settings.list_limit,
+            progress=progress,
+        )
+    for message in result.warnings:
+        warn(message)
+    hits = result.hits
+    if as_json:
+        _out(render.search_json(hits, reading.story_summary) + "\n")
+    elif not _stdout_is_tty():
+        _out_lines(render.search_lines(hits))
+    elif not hits:
+        _show("No stories match.")
+    else:
+        console = _console()
+        show_feed = len({hit.story.feed_id for hit in hits}) > 1
+        _show(render.search_table(hits, state.clock(), show_feed=show_feed, width=console.width))
+
+
+@contextmanager
+def _indexing(quiet_below: int) -> Iterator[Callable[[int, int], None]]:
+    """Progress of a search index catch-up: nothing for a short one; for a long one
+    a line on stderr, and a transient bar when stderr is a terminal."""
+    from rich.progress import Progress
+
+    bar: Progress | None = None
+    task = None
+
+    def advance(done: int, total: int) -> None:
+        nonlocal bar, task
+        if total < quiet_below:
+            return
+        if done == 0 and bar is None:
+            if not sys.stderr.isatty():
+                say(f"indexing {total:,} stories for search (once)...")
+                return
+            bar = Progress(console=_stderr_console(), transient=True)
+            bar.start()
+            task = bar.add_task("Indexing for search", total=total)
+        if bar is not None and task is not None:
+            bar.update(task, completed=done)
+
+    try:
+        yield advance
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 # --- opml ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ a bug.
     ├── InvalidURLError        not an http(s)/file URL or an existing path
     ├── DuplicateFeedError     already subscribed
     ├── UnsafeLinkError        a story link that may not be opened
+    ├── SearchQueryError       a search query with nothing to search for
     ├── FetchError             the server or the network failed (add only: a refresh
     │                          records a failed fetch on its feed instead)
     ├── ParseError             the document is not a usable feed
@@ -89,3 +90,7 @@ class InvalidOPMLError(StoryfeedError):
 
 class FileAccessError(StoryfeedError):
     """A file the user named (an OPML file) cannot be read or written."""
+
+
+class SearchQueryError(StoryfeedError):
+    """A search query that cannot be searched for (no words, or only excluded ones)."""

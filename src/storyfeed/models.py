@@ -272,3 +272,32 @@ class ImportReport:
     skipped: tuple[SkippedOutline, ...]
     tags_applied: int
     dry_run: bool = False
+
+
+# --- search ----------------------------------------------------------------------
+
+# Around each hit in text a search marked. Stored text never holds C0 controls
+# (text.clean_text removes them), so these can only come from the search.
+HIT_START, HIT_END = "\x02", "\x03"
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedStory:
+    """A story a search found, with its texts as the index marked them."""
+
+    story: Story
+    score: float  # FTS5's bm25(): lower is more relevant
+    title: str  # these three hold HIT_START/HIT_END around each hit
+    summary: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result as shown: its place, relevance and a marked snippet."""
+
+    story: Story
+    rank: int  # 1 is the most relevant
+    score: float  # higher is more relevant
+    title: str  # marked like MarkedStory's texts
+    snippet: str  # one line of plain text around the first hit, marked

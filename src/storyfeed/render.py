@@ -6,6 +6,7 @@ that came from a feed enters rich as a ``Text`` object, never as markup.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -15,12 +16,15 @@ from rich.table import Table
 from rich.text import Text
 
 from storyfeed.models import (
+    HIT_END,
+    HIT_START,
     DateFlag,
     Feed,
     FeedStatus,
     ImportReport,
     RefreshOutcome,
     RefreshResult,
+    SearchHit,
     Story,
     StoryState,
 )
@@ -365,9 +369,6 @@ def _dump(value: Any) -> str:
 # --- tags ----------------------------------------------------------------------------
 
 
-# --- search --------------------------------------------------------------------------
-
-
 # --- opml ----------------------------------------------------------------------------
 
 
@@ -395,6 +396,85 @@ def import_json(report: ImportReport) -> str:
             "dry_run": report.dry_run,
             "skipped_feeds": [{"url": s.url, "reason": s.reason} for s in report.skipped],
         }
+    )
+
+
+# --- search --------------------------------------------------------------------------
+
+
+def unmarked(text: str) -> str:
+    """Marked text (see models.HIT_START) without its markers."""
+    return text.replace(HIT_START, "").replace(HIT_END, "")
+
+
+def marked_text(marked: str, *, style: str = "", hit_style: str = "bold reverse") -> Text:
+    """Marked text with its hits highlighted: spans of a Text, never markup."""
+    text = Text(style=style, overflow="ellipsis", no_wrap=True)
+    hit = False
+    for piece in re.split(f"([{HIT_START}{HIT_END}])", marked):
+        if piece in {HIT_START, HIT_END}:
+            hit = piece == HIT_START
+        elif piece:
+            text.append(piece, style=hit_style if hit else None)
+    return text
+
+
+def search_table(
+    hits: Sequence[SearchHit], now: datetime, *, show_feed: bool, width: int = 80
+) -> Table:
+    """Most relevant first: the columns of `list`, and below each title its snippet,
+    hits highlighted in both."""
+    dates = [short_date(hit.story.date, now) for hit in hits]
+    dates = [
+        ("~" if hit.story.date_flag is not DateFlag.OK else "") + date
+        for hit, date in zip(hits, dates, strict=True)
+    ]
+    id_width = max([len(str(hit.story.id)) for hit in hits] + [1])
+    date_width = max([len(date) for date in dates] + [4])
+    feed_width = min(max([len(hit.story.feed_title) for hit in hits] + [4]), 20)
+    fixed = id_width + 3 + date_width + 2 * 3
+    show_feed = show_feed and width - fixed - feed_width - 2 >= 30
+    text_width = max(10, width - fixed - (feed_width + 2 if show_feed else 0))
+    table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
+    table.add_column("#", justify="right", no_wrap=True, style="bold", width=id_width)
+    table.add_column("●", no_wrap=True, width=3)
+    table.add_column("Date", no_wrap=True, width=date_width)
+    if show_feed:
+        table.add_column("Feed", no_wrap=True, overflow="ellipsis", width=feed_width)
+    table.add_column("Title", no_wrap=True, overflow="ellipsis", max_width=text_width)
+    for hit, date in zip(hits, dates, strict=True):
+        story = hit.story
+        cells: list[RenderableType] = [str(story.id), _STATE_CELLS[story.state], date]
+        if show_feed:
+            cells.append(Text(story.feed_title, overflow="ellipsis", no_wrap=True))
+        text = marked_text(hit.title or story.title or "(untitled)")
+        if hit.snippet:
+            text.append("\n")
+            text.append_text(marked_text(hit.snippet, style="dim"))
+        cells.append(text)
+        table.add_row(*cells, style="dim" if story.read else None)
+    return table
+
+
+def search_lines(hits: Sequence[SearchHit]) -> Iterator[str]:
+    """Tab-separated: the fields of `list`'s lines, then the snippet (plain)."""
+    for hit, line in zip(hits, story_lines(hit.story for hit in hits), strict=True):
+        yield line + "\t" + unmarked(hit.snippet)
+
+
+def search_json(hits: Iterable[SearchHit], summary: Callable[[Story], str]) -> str:
+    """`list --json`'s fields, then snippet (plain text), rank (1: most relevant)
+    and score (FTS5's bm25 relevance, higher is better)."""
+    return _dump(
+        [
+            {
+                **story_record(hit.story, summary(hit.story)),
+                "snippet": unmarked(hit.snippet),
+                "rank": hit.rank,
+                "score": hit.score,
+            }
+            for hit in hits
+        ]
     )
 
 

@@ -26,14 +26,18 @@ from storyfeed.errors import (
     DatabaseCorruptError,
     DatabaseTooNewError,
     DuplicateFeedError,
+    SearchQueryError,
     StoreError,
 )
 from storyfeed.models import (
+    HIT_END,
+    HIT_START,
     Channel,
     DateFlag,
     Feed,
     FeedStatus,
     FeedUpdate,
+    MarkedStory,
     NewSubscription,
     ParsedStory,
     Story,
@@ -175,6 +179,8 @@ _MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 _MAX_ROWS = 2**62  # below SQLite's integer limit: larger ids and limits cannot match
 _CONTENT_PREFIX = 4000
+_INDEX_STEP = 2000  # story ids indexed in one transaction (about half a second)
+_SEARCH_WEIGHTS = "10.0, 5.0, 2.0, 1.0"  # bm25 weights of title, author, summary, content
 _STEP = 0.1  # seconds SQLite itself waits for a lock before we look again
 
 P = ParamSpec("P")
@@ -1000,23 +1006,94 @@ class Store:
     # --- search -----------------------------------------------------------
 
     @_translated
-    def catch_up_search_index(self) -> int:
-        """Index the stories stored since the last search; return how many."""
-        with self._write():
-            (through,) = self._db.execute(
-                "SELECT indexed_through FROM search_index WHERE id = 1"
-            ).fetchone()
-            (newest,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM stories").fetchone()
-            if newest <= through:
-                return 0
-            cursor = self._db.execute(
-                "INSERT INTO stories_fts (rowid, title, author, summary, content) "
-                "SELECT id, title, author, summary, content FROM stories "
-                "WHERE id > ? AND id <= ? ORDER BY id",
-                (through, newest),
+    def catch_up_search_index(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Index the stories stored since the last search; return how many.
+
+        In steps of a few thousand ids, each one write transaction that reads
+        ``indexed_through`` and MAX(id) itself: no refresh inserts meanwhile, a
+        story stored later gets a higher id (AUTOINCREMENT never hands out a lower
+        one), and a refresh waits for one step, never for the whole catch-up (100,000
+        stories take about 30 s). Stories stored after the first step began are left
+        to the next search. ``progress(done, total)``, in ids, is told before each step.
+        """
+        count = 0
+        start = target = -1
+        while True:
+            with self._write():
+                (through,) = self._db.execute(
+                    "SELECT indexed_through FROM search_index WHERE id = 1"
+                ).fetchone()
+                if target < 0:
+                    (target,) = self._db.execute(
+                        "SELECT COALESCE(MAX(id), 0) FROM stories"
+                    ).fetchone()
+                    start = through
+                if through >= target:
+                    break
+                if progress is not None:
+                    progress(through - start, target - start)
+                step = min(through + _INDEX_STEP, target)
+                cursor = self._db.execute(
+                    "INSERT INTO stories_fts (rowid, title, author, summary, content) "
+                    "SELECT id, title, author, summary, content FROM stories "
+                    "WHERE id > ? AND id <= ? ORDER BY id",
+                    (through, step),
+                )
+                count += max(cursor.rowcount, 0)
+                self._db.execute(
+                    "UPDATE search_index SET indexed_through = ? WHERE id = 1", (step,)
+                )
+        if progress is not None and target > start:
+            progress(target - start, target - start)
+        return count
+
+    @_translated
+    def search(
+        self, match: str, *, feed_ids: Sequence[int] = (), limit: int | None = None
+    ) -> list[MarkedStory]:
+        """Indexed stories that ``match`` (an FTS5 query) finds, most relevant first
+        (ties: newest first), their texts marked with HIT_START/HIT_END."""
+        params: list[object] = [match]
+        scope = ""
+        if feed_ids:
+            scope = f" AND s.feed_id IN ({','.join('?' * len(feed_ids))})"
+            params += feed_ids
+        limited = ""
+        if limit is not None:
+            limited = " LIMIT ?"
+            params.append(min(limit, _MAX_ROWS))
+        try:
+            ranked = self._db.execute(
+                f"SELECT s.id, bm25(stories_fts, {_SEARCH_WEIGHTS}) AS score "  # noqa: S608
+                "FROM stories_fts JOIN stories s ON s.id = stories_fts.rowid "
+                f"WHERE stories_fts MATCH ?{scope} "
+                f"ORDER BY score, s.sort_at DESC, s.id DESC{limited}",
+                params,
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "fts5" not in str(exc):
+                raise
+            raise SearchQueryError(f"cannot search for that: {exc}") from None
+        ids = [int(story_id) for story_id, _ in ranked]
+        stories: dict[int, Story] = {}
+        marked: dict[int, tuple[str, str, str]] = {}
+        marks = (HIT_START, HIT_END) * 3
+        for chunk in _chunks(ids):
+            places = ",".join("?" * len(chunk))
+            query = self._story_query(f"WHERE s.id IN ({places})", summary=True)
+            stories.update((row[0], self._story(row)) for row in self._db.execute(query, chunk))
+            rows = self._db.execute(
+                "SELECT rowid, highlight(stories_fts, 0, ?, ?), "  # noqa: S608
+                "highlight(stories_fts, 2, ?, ?), highlight(stories_fts, 3, ?, ?) "
+                f"FROM stories_fts WHERE stories_fts MATCH ? AND rowid IN ({places})",
+                (*marks, match, *chunk),
             )
-            self._db.execute("UPDATE search_index SET indexed_through = ? WHERE id = 1", (newest,))
-        return cursor.rowcount
+            marked.update((row[0], (str(row[1]), str(row[2]), str(row[3]))) for row in rows)
+        return [
+            MarkedStory(stories[story_id], float(score), *marked[story_id])
+            for story_id, score in ranked
+            if story_id in stories and story_id in marked
+        ]
 
     # --- doctor -----------------------------------------------------------
 
