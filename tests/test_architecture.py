@@ -37,6 +37,7 @@ ALLOWED = {
     "reading": {"errors", "models", "text", "htmltext", "core"},
     "notify": {"errors", "models", "text", "config", "core"},
     "lock": {"errors"},
+    "retention": {"errors", "models", "config", "core"},
     "deliver": {"text"},
     "subscriptions": {"errors", "models", "text", "urls", "config", "core", "fetch", "parse"},
     "render": {"models", "text"},
@@ -52,6 +53,7 @@ ALLOWED = {
         "render",
         "notify",
         "deliver",
+        "retention",
     },
 }
 # third-party (and sqlite3) module -> the only storyfeed modules that may import it
