@@ -110,14 +110,17 @@ def test_pruned_stories_never_come_back_nor_are_notified(
     run: Run, home: Path, feed: DatedFeed
 ) -> None:
     subscribe(run, feed)
-    first = run("notify")  # the baseline: the five are history
-    assert (first.code, first.out) == (0, ""), first
+    first = run("notify", "--backlog")  # the five are sent once
+    assert first.code == 0, first
+    assert sorted(first.out.splitlines()) == sorted(feed.line(n) for n in range(1, 6))
+    assert query(home, "SELECT COUNT(*) FROM deliveries") == [(5,)]
 
     pruned = run("prune", "--include-unread")
     assert pruned.code == 0, pruned
     assert pruned.out.splitlines() == ["1\t3\t0\tDated", "total\t3\t0\t" + pruned.out.split()[-1]]
     assert set(titles(run)) == {"Story 4", "Story 5"}
     assert query(home, "SELECT COUNT(*) FROM tombstones") == [(3,)]
+    assert query(home, "SELECT COUNT(*) FROM deliveries") == [(2,)]  # went with their stories
 
     # The feed still lists the three and gains a sixth: only the sixth arrives.
     feed.add(6, 0.1)
@@ -132,6 +135,7 @@ def test_pruned_stories_never_come_back_nor_are_notified(
     assert refreshed.code == 0, refreshed
     assert set(titles(run)) == {"Story 4", "Story 5", "Story 6"}
     assert query(home, "SELECT COUNT(*) FROM stories") == [(3,)]
+    assert query(home, "SELECT COUNT(*) FROM deliveries") == [(3,)]
 
     # Removing the feed takes its tombstones along.
     assert run("remove", "Dated").code == 0
@@ -321,3 +325,19 @@ def test_prune_output_on_a_terminal(
     assert "3 old unread kept" in summary
     done = run("prune", "--include-unread")
     assert "Pruned 3 stories from 1 feed" in " ".join(done.out.split())
+
+
+def test_pruned_stories_leave_the_search_index(run: Run, home: Path, feed: DatedFeed) -> None:
+    from storyfeed.store import Store
+
+    subscribe(run, feed)
+    store = Store.open(home / "storyfeed.db")
+    try:
+        assert store.catch_up_search_index() == 5
+    finally:
+        store.close()
+    match = "SELECT rowid FROM stories_fts WHERE stories_fts MATCH 'about' ORDER BY rowid"
+    assert len(query(home, match)) == 5
+    assert run("prune", "--include-unread").code == 0
+    assert query(home, match) == query(home, "SELECT id FROM stories ORDER BY id")
+    assert len(query(home, match)) == 2

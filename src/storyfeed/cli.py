@@ -673,7 +673,7 @@ def prune_command(
 def _vacuum_notice(file_bytes: int, free_bytes: int) -> None:
     free, total = render.size(free_bytes), render.size(file_bytes)
     say(f"compacting the database (VACUUM: {free} of {total} are free); "
-        "other storyfeed commands wait meanwhile")  # fmt: skip
+        "storyfeed commands that write to it wait meanwhile")  # fmt: skip
 
 
 def _auto_prune(state: core.App, *, verbose: bool = False) -> None:

@@ -1098,7 +1098,12 @@ class Store:
                 if time.monotonic() >= deadline:
                     raise
             time.sleep(0.05)
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # The log now holds the whole rewritten file; a listing reading meanwhile
+        # keeps it from being folded back, so try again for a while.
+        while self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
 
     @_translated
     def story_count(self) -> int:
