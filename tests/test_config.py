@@ -176,3 +176,15 @@ def test_config_template_command_and_a_broken_config(run, home: Path) -> None:  
     broken = run("config")
     assert broken.code == 1
     assert "unknown setting 'bogus'" in broken.err
+
+
+def test_config_on_a_terminal_is_a_table(run, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from storyfeed import cli
+
+    (home / "config.toml").write_text('default_feed = ""\n[notify]\nurls = ["ntfy://my-topic"]\n')
+    monkeypatch.setattr(cli, "_stdout_is_tty", lambda: True)
+    shown = run("config")
+    assert shown.code == 0, shown
+    assert shown.out.split()[:3] == ["Setting", "Value", "Source"]
+    assert "list_limit" in shown.out and "ntfy://***" in shown.out
+    assert "my-topic" not in shown.out

@@ -26,7 +26,7 @@ POLICY_EVERY = timedelta(days=1)  # the automatic policy runs at most this often
 # VACUUM rewrites the whole file and holds the database meanwhile: worth it only
 # when a good part of the file is free, and that part is large.
 VACUUM_SHARE = 0.25
-VACUUM_BYTES = 4 * 1024 * 1024
+VACUUM_BYTES = 4_000_000
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # (bytes the database takes, bytes of it free): called before VACUUM starts
