@@ -341,3 +341,32 @@ def test_pruned_stories_leave_the_search_index(run: Run, home: Path, feed: Dated
     assert run("prune", "--include-unread").code == 0
     assert query(home, match) == query(home, "SELECT id FROM stories ORDER BY id")
     assert len(query(home, match)) == 2
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 5000])
+def test_batches_pass_over_the_kept_stories(
+    run: Run, home: Path, httpserver: HTTPServer, batch: int
+) -> None:
+    """Read and unread old stories interleaved, and stories sharing a date: every
+    read old one goes, whatever the batch size, and nothing else."""
+    from storyfeed.store import Store
+
+    served = DatedFeed(httpserver, "/many.xml")
+    for number in range(1, 21):
+        served.add(number, 200 + number // 3)  # groups of equal dates
+    served.add(21, 2)
+    run("add", served.url)
+    ids = {title: story_id for story_id, title in query(home, "SELECT id, title FROM stories")}
+    read = [ids[f"Story {n}"] for n in range(1, 22) if n % 3 != 1]
+    assert run("mark", "read", *map(str, read)).code == 0
+    store = Store.open(home / "storyfeed.db")
+    try:
+        pruned = store.prune(NOW - 100 * DAY, keep_unread=True, now=NOW, batch=batch)
+    finally:
+        store.close()
+    expected_gone = {f"Story {n}" for n in range(1, 21) if n % 3 != 1}
+    assert pruned == {1: len(expected_gone)}
+    left = {title for (title,) in query(home, "SELECT title FROM stories")}
+    assert left == {f"Story {n}" for n in range(1, 22)} - expected_gone
+    tombstoned = {key for (key,) in query(home, "SELECT key FROM tombstones")}
+    assert tombstoned == {served.link(int(t.split()[1])) for t in expected_gone}
