@@ -37,6 +37,7 @@ ALLOWED = {
     "reading": {"errors", "models", "text", "htmltext", "core"},
     "notify": {"errors", "models", "text", "config", "core"},
     "lock": {"errors"},
+    "retention": {"errors", "models", "config", "core"},
     "deliver": {"text"},
     "subscriptions": {"errors", "models", "text", "urls", "config", "core", "fetch", "parse"},
     "opml": {"errors", "models", "text"},
@@ -57,6 +58,7 @@ ALLOWED = {
         "deliver",
         "moving",
         "searching",
+        "retention",
     },
 }
 # third-party (and sqlite3) module -> the only storyfeed modules that may import it

@@ -310,6 +310,8 @@ def _list(
     # Only now that the output is out have the NEW stories been shown.
     if problem := reading.record_shown(state, listing):
         warn(problem)
+    if listing.refreshed:
+        _auto_prune(state)
 
 
 @app.command("open")
@@ -411,6 +413,7 @@ def _refresh(state: core.App, feeds: list[str], *, force: bool) -> None:
             _show(line, console)
     else:
         _note("".join(line.plain + "\n" for line in lines))
+    _auto_prune(state)
     if any(result.failed for result in results):
         raise typer.Exit(EXIT_FAILED)
 
@@ -543,6 +546,7 @@ def notify_command(
         _notify_output(report, dry_run=dry_run, as_json=as_json, verbose=verbose, backlog=backlog)
         if not dry_run:
             notify.settle(state, report)
+            _auto_prune(state, verbose=verbose)
     if report.failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -802,7 +806,115 @@ def export_command(
 # --- retention -----------------------------------------------------------------------
 
 
+def _older_than(value: str | None) -> str | None:
+    """Checks --older-than's spelling; the date it means depends on the clock."""
+    from storyfeed import retention
+
+    if value is not None:
+        try:
+            retention.cutoff(value, 0, core.utcnow())
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+@app.command("prune")
+def prune_command(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            callback=_older_than,
+            help="An age (180d, 26w, 1y) or a date (2026-05-01) [default: prune_after, else 180d].",
+        ),
+    ] = None,
+    keep_unread: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-unread/--include-unread",
+            help="Keep unread stories, or prune them too [default: prune_keep_unread, true].",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would go; change nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete old stories; a feed that still lists them never brings them back."""
+    from storyfeed import retention
+
+    state = _app(ctx)
+    before = retention.cutoff(older_than, state.settings.prune_after, state.clock())
+    keep = state.settings.prune_keep_unread if keep_unread is None else keep_unread
+    report = retention.prune(
+        state, before=before, keep_unread=keep, dry_run=dry_run, before_vacuum=_vacuum_notice
+    )
+    if report.problem:
+        warn(report.problem)
+    if as_json:
+        _out(render.prune_json(report) + "\n")
+    elif not _stdout_is_tty():
+        _out_lines(render.prune_lines(report))
+    else:
+        console = _console()
+        if report.feeds:
+            _show(render.prune_table(report), console)
+        _show(render.prune_summary(report), console)
+
+
+def _vacuum_notice(file_bytes: int, free_bytes: int) -> None:
+    free, total = render.size(free_bytes), render.size(file_bytes)
+    say(f"compacting the database (VACUUM: {free} of {total} are free); "
+        "storyfeed commands that write to it wait meanwhile")  # fmt: skip
+
+
+def _auto_prune(state: core.App, *, verbose: bool = False) -> None:
+    """config.toml's prune_after, at most once a day, after a refresh; quiet unless
+    asked or compacting the database in front of someone."""
+    if not state.settings.prune_after:
+        return
+    from storyfeed import retention
+
+    notice = _vacuum_notice if verbose or sys.stderr.isatty() else None
+    try:
+        report = retention.apply_policy(state, before_vacuum=notice)
+    except StoryfeedError as exc:
+        warn(f"automatic prune skipped: {exc}")
+        return
+    if report is not None and report.problem:
+        warn(report.problem)
+    if report is not None and verbose:
+        say(f"prune_after: {render.prune_summary(report)}")
+
+
 # --- config --------------------------------------------------------------------------
+
+
+@app.command("config")
+def config_command(
+    ctx: typer.Context,
+    template: Annotated[
+        bool,
+        typer.Option(
+            "--template", help="Print a complete config.toml: every setting at its default."
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each setting in effect and where it came from (secrets hidden)."""
+    if template:
+        _out(config.template())
+        return
+    values = config.effective_settings(_app(ctx).paths)
+    if as_json:
+        _out(render.settings_json(values) + "\n")
+    elif _stdout_is_tty():
+        _show(render.settings_table(values))
+    else:
+        _out_lines(render.settings_lines(values))
 
 
 # user:password@ in a URL quoted back by a usage error (`notify json://u:p@h/` without --to)

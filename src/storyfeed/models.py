@@ -301,3 +301,54 @@ class SearchHit:
     score: float  # higher is more relevant
     title: str  # marked like MarkedStory's texts
     snippet: str  # one line of plain text around the first hit, marked
+
+
+# --- retention ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PrunedFeed:
+    """One feed's part in a prune: stories that went (or would go), and old unread
+    stories that stayed."""
+
+    feed_id: int
+    feed_title: str
+    pruned: int
+    kept_unread: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What a prune did, or with ``dry_run`` would do."""
+
+    cutoff: datetime  # stories dated before this went
+    keep_unread: bool
+    dry_run: bool
+    feeds: tuple[PrunedFeed, ...] = ()
+    freed_bytes: int = 0  # pages freed; a dry run's is an estimate
+    vacuumed: bool = False
+    file_bytes: int = 0  # the database's size afterwards
+    problem: str = ""  # why the file was not compacted when it should have been
+
+    @property
+    def pruned(self) -> int:
+        return sum(feed.pruned for feed in self.feeds)
+
+    @property
+    def kept_unread(self) -> int:
+        return sum(feed.kept_unread for feed in self.feeds)
+
+
+# --- config --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SettingValue:
+    """A setting as it is in effect: its value as config.toml would spell it (secrets
+    redacted), where it came from, and what it means."""
+
+    key: str  # "refresh_interval", "notify.urls"
+    value: str
+    source: str  # "default", "config file (PATH)" or "environment (STORYFEED_HOME)"
+    doc: str = ""
+    data: str | int | float | bool | tuple[str, ...] = ""  # the value itself (redacted)

@@ -22,9 +22,11 @@ from storyfeed.models import (
     Feed,
     FeedStatus,
     ImportReport,
+    PruneReport,
     RefreshOutcome,
     RefreshResult,
     SearchHit,
+    SettingValue,
     Story,
     StoryState,
 )
@@ -482,3 +484,111 @@ def search_json(hits: Iterable[SearchHit], summary: Callable[[Story], str]) -> s
 
 
 # --- retention -----------------------------------------------------------------------
+
+
+def size(count: int) -> str:
+    """Bytes for people: 512 bytes, 3.4 MB, 1.2 GB (powers of 1,000)."""
+    if count < 1000:
+        return f"{count} bytes"
+    for unit, scale in (("kB", 10**3), ("MB", 10**6), ("GB", 10**9)):
+        if count < scale * 1000 or unit == "GB":
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def prune_summary(report: PruneReport) -> str:
+    """One sentence: how many stories went (or would go), from how many feeds, and
+    the space it frees."""
+    gone = sum(1 for feed in report.feeds if feed.pruned)
+    stories = "story" if report.pruned == 1 else "stories"
+    feeds = "feed" if gone == 1 else "feeds"
+    verb = "Would prune" if report.dry_run else "Pruned"
+    text = (
+        f"{verb} {report.pruned} {stories} from {gone} {feeds} (dated before {iso(report.cutoff)})"
+    )
+    if report.kept_unread:
+        text += f"; {report.kept_unread} old unread kept"
+    if report.dry_run:
+        return text + f"; about {size(report.freed_bytes)} would be freed."
+    text += f"; {size(report.freed_bytes)} freed"
+    if report.vacuumed:
+        text += f"; database compacted to {size(report.file_bytes)}"
+    return text + "."
+
+
+def prune_table(report: PruneReport) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("#", justify="right", no_wrap=True, style="bold")
+    table.add_column("Feed", no_wrap=True, overflow="ellipsis", max_width=50)
+    table.add_column("Would prune" if report.dry_run else "Pruned", justify="right")
+    table.add_column("Unread kept", justify="right")
+    for feed in report.feeds:
+        table.add_row(str(feed.feed_id), Text(feed.feed_title), str(feed.pruned),
+                      str(feed.kept_unread))  # fmt: skip
+    return table
+
+
+def prune_lines(report: PruneReport) -> Iterator[str]:
+    """Tab-separated: feed id, stories pruned, old unread kept, feed title; then
+    ``total``, the two sums and the bytes freed (a dry run's estimate)."""
+    for feed in report.feeds:
+        yield f"{feed.feed_id}\t{feed.pruned}\t{feed.kept_unread}\t{feed.feed_title}"
+    yield f"total\t{report.pruned}\t{report.kept_unread}\t{report.freed_bytes}"
+
+
+def prune_json(report: PruneReport) -> str:
+    return _dump(
+        {
+            "dry_run": report.dry_run,
+            "before": iso(report.cutoff),
+            "keep_unread": report.keep_unread,
+            "feeds": [
+                {
+                    "feed_id": feed.feed_id,
+                    "feed": feed.feed_title,
+                    "pruned": feed.pruned,
+                    "kept_unread": feed.kept_unread,
+                }
+                for feed in report.feeds
+            ],
+            "pruned": report.pruned,
+            "kept_unread": report.kept_unread,
+            "freed_bytes": report.freed_bytes,
+            "vacuumed": report.vacuumed,
+            "file_bytes": report.file_bytes,
+        }
+    )
+
+
+# --- config --------------------------------------------------------------------------
+
+
+def settings_table(values: Sequence[SettingValue]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("Setting", no_wrap=True, style="bold")
+    table.add_column("Value", overflow="fold")
+    table.add_column("Source", overflow="fold")
+    for value in values:
+        source = Text(value.source, style="" if value.source == "default" else "cyan")
+        table.add_row(value.key, Text(value.value), source)
+    return table
+
+
+def settings_lines(values: Iterable[SettingValue]) -> Iterator[str]:
+    """Tab-separated: setting, value (as config.toml spells it), source."""
+    for value in values:
+        yield f"{value.key}\t{value.value}\t{value.source}"
+
+
+def settings_json(values: Iterable[SettingValue]) -> str:
+    return _dump(
+        [
+            {
+                "setting": v.key,
+                "value": list(v.data) if isinstance(v.data, tuple) else v.data,
+                "source": v.source,
+                "doc": v.doc,
+            }
+            for v in values
+        ]
+    )

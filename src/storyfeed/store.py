@@ -543,6 +543,7 @@ class Store:
     ) -> tuple[int, int]:
         if not stories:
             return 0, 0
+        stories = self._without_tombstoned(feed_id, stories)
         known = {
             key
             for (key,) in self._db.execute("SELECT key FROM stories WHERE feed_id = ?", (feed_id,))
@@ -1098,6 +1099,127 @@ class Store:
     # --- doctor -----------------------------------------------------------
 
     # --- retention --------------------------------------------------------
+
+    def _without_tombstoned(
+        self, feed_id: int, stories: Sequence[ParsedStory]
+    ) -> Sequence[ParsedStory]:
+        """The stories whose key was not pruned: a pruned story the feed still lists
+        is known and gone, neither stored again nor updated. Looked up by the
+        document's keys, so a feed's many old tombstones cost nothing."""
+        keys = [story.key for story in stories]
+        gone: set[str] = set()
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT key FROM tombstones WHERE feed_id = ? AND key IN ({marks})",  # noqa: S608
+                (feed_id, *chunk),
+            )
+            gone.update(key for (key,) in rows)
+        return [story for story in stories if story.key not in gone] if gone else stories
+
+    @staticmethod
+    def _prune_filter(keep_unread: bool) -> str:
+        return "sort_at < ?" + (" AND read_at IS NOT NULL" if keep_unread else "")
+
+    @_translated
+    def prune_counts(self, cutoff: datetime, *, keep_unread: bool) -> list[tuple[int, int, int]]:
+        """(feed id, stories dated before ``cutoff`` that would go, unread ones among
+        the old that stay) for each feed that has old stories."""
+        rows = self._db.execute(
+            "SELECT feed_id, SUM(read_at IS NOT NULL OR ?), SUM(read_at IS NULL AND ?) "
+            "FROM stories WHERE sort_at < ? GROUP BY feed_id ORDER BY feed_id",
+            (int(not keep_unread), int(keep_unread), _ts(cutoff)),
+        )
+        return [(int(feed), int(gone), int(kept)) for feed, gone, kept in rows]
+
+    @_translated
+    def prune(
+        self, cutoff: datetime, *, keep_unread: bool, now: datetime, batch: int = 5000
+    ) -> dict[int, int]:
+        """Delete the stories dated before ``cutoff`` (with ``keep_unread``, only read
+        ones), leaving a tombstone for each; return how many went, by feed.
+
+        One transaction per ``batch`` stories, each holding both the tombstones and
+        the deletions, so a refresh or a listing waits for one batch at most, never
+        for the whole prune. Deliveries go with their stories (ON DELETE CASCADE),
+        and the search index by its trigger.
+        """
+        condition = self._prune_filter(keep_unread)
+        pruned: dict[int, int] = {}
+        after: tuple[int, int] = (-_MAX_ROWS, 0)  # (sort_at, id): where the last batch ended
+        while True:
+            with self._write():
+                # The batch's last story; the stories kept (unread ones) are passed
+                # over once, not once per batch.
+                last = self._db.execute(
+                    f"SELECT sort_at, id FROM stories WHERE {condition} "  # noqa: S608
+                    "AND (sort_at, id) > (?, ?) ORDER BY sort_at, id LIMIT 1 OFFSET ?",
+                    (_ts(cutoff), *after, batch - 1),
+                ).fetchone()
+                through = (_MAX_ROWS, _MAX_ROWS) if last is None else (int(last[0]), int(last[1]))
+                window = f"{condition} AND (sort_at, id) > (?, ?) AND (sort_at, id) <= (?, ?)"
+                params = (_ts(cutoff), *after, *through)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO tombstones (feed_id, key, pruned_at) "  # noqa: S608
+                    f"SELECT feed_id, key, ? FROM stories WHERE {window}",
+                    (_ts(now), *params),
+                )
+                rows = self._db.execute(
+                    f"SELECT feed_id, COUNT(*) FROM stories WHERE {window} GROUP BY feed_id",  # noqa: S608
+                    params,
+                )
+                for feed_id, count in rows.fetchall():
+                    pruned[int(feed_id)] = pruned.get(int(feed_id), 0) + int(count)
+                self._db.execute(f"DELETE FROM stories WHERE {window}", params)  # noqa: S608
+            if last is None:
+                return pruned
+            after = through
+
+    @_translated
+    def space(self) -> tuple[int, int]:
+        """(bytes the database's pages take, bytes of them that are free)."""
+        (page_size,) = self._db.execute("PRAGMA page_size").fetchone()
+        (pages,) = self._db.execute("PRAGMA page_count").fetchone()
+        (free,) = self._db.execute("PRAGMA freelist_count").fetchone()
+        return int(pages) * int(page_size), int(free) * int(page_size)
+
+    @_translated
+    def vacuum(self) -> None:
+        """Rebuild the file without its free pages, then fold the write-ahead log back
+        into it so that the file shrinks now. Waits for other writers like any write;
+        listings in other processes go on meanwhile from the old pages."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                self._db.execute("VACUUM")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.05)
+        # The log now holds the whole rewritten file; a listing reading meanwhile
+        # keeps it from being folded back, so try again for a while.
+        while self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+
+    @_translated
+    def story_count(self) -> int:
+        (count,) = self._db.execute("SELECT COUNT(*) FROM stories").fetchone()
+        return int(count)
+
+    @_translated
+    def tombstone_count(self, feed_id: int | None = None) -> int:
+        if feed_id is None:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM tombstones").fetchone()
+        else:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM tombstones WHERE feed_id = ?", (feed_id,)
+            ).fetchone()
+        return int(count)
 
 
 _T = TypeVar("_T")
