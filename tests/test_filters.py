@@ -12,16 +12,18 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from io import StringIO
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+from rich.console import Console, RenderableType
 from werkzeug import Request, Response
 
 from conftest import DATA, NOW, Result
-from storyfeed import core
+from storyfeed import core, render
 from storyfeed.config import Paths, Settings
-from storyfeed.models import DateFlag, FeedUpdate, ParsedStory
+from storyfeed.models import DateFlag, Feed, FeedStatus, FeedUpdate, ParsedStory
 from storyfeed.reading import parse_since
 from storyfeed.store import Store
 
@@ -516,3 +518,61 @@ def test_stories_filters_match_a_plain_filter(
 
     assert [s.id for s in got] == expected
     assert everything == sorted(everything, key=lambda s: (s.date, s.id), reverse=True)
+
+
+# --- what feeds, tags and set show ---------------------------------------------------
+
+
+def printed(renderable: RenderableType, width: int = 100) -> str:
+    out = StringIO()
+    Console(file=out, width=width, color_system=None, highlight=False).print(renderable)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
+
+
+TAGGED = Feed(
+    id=3,
+    url="https://example.org/feed.xml",
+    feed_title="Example",
+    status=FeedStatus.PAUSED,
+    refresh_interval=2 * 3600,
+    notify=False,
+    tags=("news", "Rust"),
+)
+
+
+def test_the_feed_table_shows_tags_and_settings_under_the_name() -> None:
+    feeds = [TAGGED, Feed(id=4, url="https://b.example/")]
+    assert printed(render.feed_table(feeds, NOW)).splitlines()[1:4] == [
+        "3  Example             paused         0       0  never    -     https://example.org/feed.xml",
+        " " * 64 + "#news, #Rust · every 2h · notify off",
+        "4  https://b.example/  pending        0       0  never    -     https://b.example/",
+    ]  # fmt: skip
+    narrow = printed(render.feed_table(feeds, NOW, width=64), width=64).splitlines()
+    assert "URL" not in narrow[0]
+    assert narrow[2].strip().startswith("#news, #Rust")
+    assert render.feed_settings_line(Feed(id=4, url="https://b.example/")) == ""
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(60, "1m"), (90, "90s"), (7200, "2h"), (86400, "1d"), (14 * 86400, "2w"), (5400, "90m")],
+)
+def test_durations_are_shown_in_their_largest_whole_unit(seconds: int, shown: str) -> None:
+    assert render.duration(seconds) == shown
+
+
+def test_tags_and_settings_views() -> None:
+    assert printed(render.tag_table([("news", 2), ("[bold]x[/]", 1)])).splitlines() == [
+        "Tag         Feeds",
+        "news            2",
+        "[bold]x[/]      1",  # feed-given text is never markup
+    ]
+    view = printed(render.feed_settings_view(TAGGED, 1800)).splitlines()
+    assert view[0].strip() == "Example (feed 3)"
+    assert [line.split() for line in view[1:]] == [
+        ["interval", "2h"],
+        ["title", "default", "(Example)"],
+        ["paused", "yes"],
+        ["notify", "off"],
+        ["tags", "news,", "Rust"],
+    ]

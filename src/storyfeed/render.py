@@ -232,7 +232,8 @@ def feed_settings_line(feed: Feed) -> str:
 
 def feed_table(feeds: Sequence[Feed], now: datetime, *, width: int = 100) -> Table:
     """Subscriptions and their health; the URL column is dropped before ids are squeezed.
-    A feed's tags and own settings make a second line under its name."""
+    A feed's tags and own settings make a line under its URL (under its name when
+    there is no room for the URL)."""
     rows = [
         (
             str(feed.id),
@@ -267,7 +268,8 @@ def feed_table(feeds: Sequence[Feed], now: datetime, *, width: int = 100) -> Tab
         rows, feeds, strict=True
     ):
         name = Text(feed.title)
-        if settings := feed_settings_line(feed):
+        settings = feed_settings_line(feed)
+        if settings and not show_url:
             name.append("\n")
             name.append(settings, style="dim")
         cells: list[RenderableType] = [
@@ -281,6 +283,9 @@ def feed_table(feeds: Sequence[Feed], now: datetime, *, width: int = 100) -> Tab
         ]
         if show_url:
             detail = Text(redact_url(feed.url))
+            if settings:
+                detail.append("\n")
+                detail.append(settings, style="dim")
             if feed.last_error:
                 detail.append("\n")
                 detail.append(feed.last_error, style="red")
