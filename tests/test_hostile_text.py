@@ -455,7 +455,7 @@ def test_hostile_text_is_inert_in_every_output(run: Run, site: Site, kind: str) 
 
     outputs["feeds"] = feeds = run("feeds")
     assert feeds.code == 0, feeds
-    assert len(rows(feeds)) == 1 and len(rows(feeds)[0]) == 9, feeds.out
+    assert len(rows(feeds)) == 1 and len(rows(feeds)[0]) == 12, feeds.out
     outputs["feeds --json"] = feeds_json = run("feeds", "--json")
     (feed,) = json.loads(feeds_json.out)
     assert feed["title"].startswith("FeedName ")

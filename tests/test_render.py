@@ -202,6 +202,7 @@ def test_feeds_json_and_lines() -> None:
     assert set(data[0]) == {
         "id", "title", "url", "site_url", "status", "last_success", "last_error",
         "last_error_at", "error_count", "next_fetch", "stories", "unread", "new",
+        "tags", "refresh_interval", "paused", "notify",
     }  # fmt: skip
     lines = [line.split("\t") for line in render.feed_lines(FEEDS)]
     assert lines[0][:4] == ["1", "ok", "8", "3"]

@@ -17,6 +17,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -213,7 +214,7 @@ def root(
     ctx.obj = state
     ctx.call_on_close(state.close)
     if ctx.invoked_subcommand is None:
-        _list(state, feed=None, unread=False, limit=None, offline=False, as_json=False)
+        _list(state, ListFilters(), limit=None, offline=False, as_json=False)
 
 
 def _complete_feed(incomplete: str) -> list[tuple[str, str]]:
@@ -245,6 +246,20 @@ VerboseOpt = Annotated[
 ]
 
 
+# --- list --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    """What `list` narrows to: feeds named or tagged, read state, a start date."""
+
+    feeds: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    unread: bool = False
+    read: bool = False
+    since: str | None = None
+
+
 @app.command("list")
 def list_command(
     ctx: typer.Context,
@@ -263,28 +278,71 @@ def list_command(
     ] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Do not refresh first.")] = False,
     as_json: JsonOpt = False,
+    feeds: Annotated[
+        list[str] | None,
+        typer.Option("--feed", metavar="FEED", help="Stories of this feed (repeatable)."),
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option("--tag", metavar="TAG", help="Stories of feeds with this tag (repeatable)."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Only stories dated since: 12h, 2d, 3w back, today, yesterday, "
+            "or a date (2026-05-01, 2026-05-01T08:00; UTC unless an offset is given).",
+        ),
+    ] = None,
+    read: Annotated[bool, typer.Option("--read", help="Only read stories.")] = False,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Every story that matches: no limit.")
+    ] = False,
 ) -> None:
-    """Refresh feeds that are due, then show the newest stories."""
-    _list(_app(ctx), feed=feed, unread=unread, limit=limit, offline=offline, as_json=as_json)
+    """Refresh feeds that are due, then show the newest stories.
+
+    --feed and --tag choose feeds (a story of any of them qualifies); --since,
+    --unread and --read narrow further.
+    """
+    if read and unread:
+        raise typer.BadParameter("--read and --unread exclude each other", param_hint="--read")
+    if everything and limit is not None:
+        raise typer.BadParameter("--all and --limit exclude each other", param_hint="--all")
+    filters = ListFilters(
+        feeds=(*([feed] if feed is not None else []), *(feeds or [])),
+        tags=tuple(tags or ()),
+        unread=unread,
+        read=read,
+        since=since,
+    )
+    _list(_app(ctx), filters, limit=0 if everything else limit, offline=offline, as_json=as_json)
 
 
 def _list(
     state: core.App,
+    filters: ListFilters,
     *,
-    feed: str | None,
-    unread: bool,
     limit: int | None,
     offline: bool,
     as_json: bool,
 ) -> None:
     _require_output()
-    chosen = reading.choose_feed(state, feed)
+    since = None
+    if filters.since is not None:
+        try:
+            since = reading.parse_since(filters.since, state.clock())
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--since") from None
+    chosen = reading.choose_feeds(state, filters.feeds, filters.tags)
     due = [] if offline else reading.due_for_listing(state, chosen)
     with _progress(len(due), "Refreshing") as progress:
         listing = reading.list_stories(
             state,
             chosen=chosen,
-            unread=unread,
+            unread=filters.unread,
+            read=filters.read,
+            since=since,
             limit=limit,
             due=due,
             summary=as_json,
@@ -297,13 +355,13 @@ def _list(
     elif not _stdout_is_tty():
         _out_lines(render.story_lines(listing.stories))
     elif not listing.stories:
-        _show("No unread stories." if unread else "No stories yet.")
+        _show(_nothing_listed(filters, since is not None or chosen is not None))
     else:
         console = _console()
         table = render.story_table(
             listing.stories,
             state.clock(),
-            show_feed=feed is None and len({s.feed_id for s in listing.stories}) > 1,
+            show_feed=len({s.feed_id for s in listing.stories}) > 1,
             width=console.width,
         )
         _show(table, console)
@@ -312,6 +370,13 @@ def _list(
         warn(problem)
     if listing.refreshed:
         _auto_prune(state)
+
+
+def _nothing_listed(filters: ListFilters, narrowed: bool) -> str:
+    state = "unread " if filters.unread else "read " if filters.read else ""
+    if narrowed:
+        return f"No {state}stories match."
+    return f"No {state}stories." if state else "No stories yet."
 
 
 @app.command("open")
@@ -653,7 +718,104 @@ def say(message: str) -> None:
 # --- tags ----------------------------------------------------------------------------
 
 
+TagsArg = Annotated[list[str], typer.Argument(metavar="TAG...", help="Tag names.")]
+
+
+@app.command("tag")
+def tag_command(ctx: typer.Context, feed: FeedArg, tags: TagsArg) -> None:
+    """Give a feed tags (`list --tag TAG` shows their stories)."""
+    from storyfeed import subscriptions
+
+    try:
+        tagged, added = subscriptions.tag_feed(_app(ctx), feed, tags)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TAG") from None
+    _note(f"{tagged.title} (feed {tagged.id}): {_tag_list(tagged.tags)} ({added} added).\n")
+
+
+@app.command("untag")
+def untag_command(
+    ctx: typer.Context,
+    feed: FeedArg,
+    tags: Annotated[list[str] | None, typer.Argument(metavar="[TAG]...", help="Tag names.")] = None,
+    all_tags: Annotated[bool, typer.Option("--all", help="Every tag of the feed.")] = False,
+) -> None:
+    """Take tags from a feed."""
+    from storyfeed import subscriptions
+
+    if bool(tags) == all_tags:
+        raise typer.BadParameter("name tags, or use --all (not both)", param_hint="TAG")
+    untagged, removed = subscriptions.untag_feed(_app(ctx), feed, None if all_tags else tags)
+    _note(f"{untagged.title} (feed {untagged.id}): {_tag_list(untagged.tags)} "
+          f"({removed} removed).\n")  # fmt: skip
+
+
+def _tag_list(tags: Sequence[str]) -> str:
+    return "tags " + ", ".join(tags) if tags else "no tags"
+
+
+@app.command("tags")
+def tags_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List tags with how many feeds carry each."""
+    from storyfeed import subscriptions
+
+    counts = subscriptions.tag_counts(_app(ctx))
+    if as_json:
+        _out(render.tags_json((c.tag, c.feed_ids) for c in counts) + "\n")
+    elif not _stdout_is_tty():
+        _out_lines(render.tag_lines((c.tag, len(c.feed_ids)) for c in counts))
+    elif not counts:
+        _show("No tags yet; `storyfeed tag FEED TAG` adds one.")
+    else:
+        _show(render.tag_table([(c.tag, len(c.feed_ids)) for c in counts]))
+
+
 # --- feed settings -------------------------------------------------------------------
+
+
+@app.command("set")
+def set_command(
+    ctx: typer.Context,
+    feed: FeedArg,
+    key: Annotated[
+        str | None,
+        typer.Argument(metavar="[KEY]", help="interval, title, paused or notify."),
+    ] = None,
+    value: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[VALUE]",
+            help='interval: 30m, 2h, 1d or default; title: a name, or default (or "") for '
+            "the feed's own; paused: yes or no; notify: on or off.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the settings as JSON.")] = False,
+) -> None:
+    """Change one of a feed's own settings; with no KEY, show them."""
+    from storyfeed import subscriptions
+
+    state = _app(ctx)
+    interval = state.settings.refresh_interval
+    if key is None:
+        shown = subscriptions.feed_settings(state, feed)
+    elif value is None:
+        keys = ", ".join(subscriptions.SETTING_KEYS)
+        raise typer.BadParameter(f"{key} needs a value (settings: {keys})", param_hint="VALUE")
+    else:
+        try:
+            shown = subscriptions.change_setting(state, feed, key, value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="KEY VALUE") from None
+        if not as_json:
+            now = dict(render.feed_settings(shown, interval))[key.strip().lower()]
+            _note(f"{shown.title} (feed {shown.id}): {key.strip().lower()} {now}.\n")
+            return
+    if as_json:
+        _out(render.feed_settings_json(shown) + "\n")
+    elif _stdout_is_tty():
+        _show(render.feed_settings_view(shown, interval))
+    else:
+        _out_lines(render.feed_settings_lines(shown, interval))
 
 
 # --- search --------------------------------------------------------------------------

@@ -107,17 +107,42 @@ def due_feeds(feeds: Sequence[Feed], now: datetime) -> list[Feed]:
     return [feed for feed in feeds if is_due(feed, now)]
 
 
-def fetch_interval(settings: Settings, max_age: int | None, ttl: int | None) -> timedelta:
-    """The configured interval, raised (up to the cap) by Cache-Control max-age or ``<ttl>``."""
+def fetch_interval(
+    settings: Settings, max_age: int | None, ttl: int | None, interval: int | None = None
+) -> timedelta:
+    """The configured interval (the feed's own ``interval``, else the global one),
+    raised (up to the cap) by Cache-Control max-age or ``<ttl>``."""
     asked = min(max(max_age or 0, ttl or 0), settings.max_interval)
-    return timedelta(seconds=max(settings.refresh_interval, asked))
+    return timedelta(seconds=max(interval or settings.refresh_interval, asked))
 
 
-def backoff(settings: Settings, error_count: int) -> timedelta:
-    """Exponential: one interval after the first failure, doubling, capped; never giving up."""
+def backoff(settings: Settings, error_count: int, interval: int | None = None) -> timedelta:
+    """Exponential: one interval after the first failure, doubling, capped; never giving up.
+
+    A feed with its own interval backs off from it: a failing feed is never asked
+    more often than a working one.
+    """
+    base = interval or settings.refresh_interval
     steps = min(max(error_count - 1, 0), 20)
-    seconds = min(settings.refresh_interval * 2**steps, settings.max_interval)
-    return timedelta(seconds=max(seconds, settings.refresh_interval))
+    seconds = min(base * 2**steps, max(settings.max_interval, base))
+    return timedelta(seconds=max(seconds, base))
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration like ``90s``, ``30m``, ``12h``, ``2d`` or ``3w``.
+
+    Raises ValueError for anything else: a bare number would leave its unit to guesswork.
+    """
+    wanted = text.strip().lower()
+    number, unit = wanted[:-1].strip(), wanted[-1:]
+    if unit in _DURATION_UNITS and number.isascii() and number.isdigit() and len(number) < 10:
+        seconds = int(number) * _DURATION_UNITS[unit]
+        if seconds > 0:
+            return seconds
+    raise ValueError(f"{text!r} is not a duration like 30m, 12h, 2d or 3w")
 
 
 def body_hash(body: bytes) -> str:
@@ -142,12 +167,15 @@ def decide_update(
     success = fetched.outcome in {FetchOutcome.OK, FetchOutcome.NOT_MODIFIED} and not parse_error
     if success:
         ttl = parsed.ttl_seconds if parsed else feed.ttl_seconds
+        interval = fetch_interval(settings, fetched.max_age, ttl, feed.refresh_interval)
         common = FeedUpdate(
             feed_id=feed.id,
             fetched_at=now,
-            next_fetch_at=now + fetch_interval(settings, fetched.max_age, ttl),
+            next_fetch_at=now + interval,
             success=True,
-            status=FeedStatus.ACTIVE,
+            # A retired feed that answers again is active again; a paused one fetched
+            # because it was named stays paused.
+            status=None if feed.status is FeedStatus.PAUSED else FeedStatus.ACTIVE,
             url=fetched.moved_to or None,
             etag=fetched.etag,
             last_modified=fetched.last_modified,
@@ -168,7 +196,7 @@ def decide_update(
     errors = feed.error_count + 1
     retry_cap = now + timedelta(seconds=settings.max_interval)
     retry = min(fetched.retry_after, retry_cap) if fetched.retry_after else None
-    next_fetch = now + backoff(settings, errors)
+    next_fetch = now + backoff(settings, errors, feed.refresh_interval)
     if retry is not None and retry > next_fetch:
         next_fetch = retry
     if fetched.outcome is FetchOutcome.GONE:

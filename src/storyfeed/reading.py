@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
 
-from storyfeed.core import App, Progress, due_feeds, refresh, resolve_feed
+from storyfeed.core import App, Progress, due_feeds, parse_duration, refresh, resolve_feed
 from storyfeed.errors import DatabaseBusyError, NotFoundError, StoreError, UnsafeLinkError
 from storyfeed.models import Feed, RefreshResult, Story
 from storyfeed.text import is_web_url, redact_url
@@ -26,23 +27,82 @@ def choose_feed(app: App, feed: str | None) -> Feed | None:
     return resolve_feed(app.store.feeds(), feed) if feed else None
 
 
-def due_for_listing(app: App, chosen: Feed | None = None) -> list[Feed]:
+def choose_feeds(
+    app: App, names: Sequence[str] = (), tags: Sequence[str] = ()
+) -> list[Feed] | None:
+    """The feeds named or carrying one of the tags (by id), or None for all feeds
+    when neither is given. An unknown tag is an error that lists the known ones."""
+    if not names and not tags:
+        return None
+    feeds = app.store.feeds()
+    chosen = {feed.id: feed for feed in (resolve_feed(feeds, name) for name in names)}
+    known = {tag.casefold(): tag for feed in feeds for tag in feed.tags}
+    for tag in tags:
+        wanted = tag.strip().casefold()
+        if wanted not in known:
+            listed = ", ".join(sorted(known.values(), key=str.casefold))
+            hint = f"known tags: {listed}" if known else "no feed has a tag yet"
+            raise NotFoundError(f"no feed is tagged {tag.strip()!r}; {hint}")
+        chosen.update((f.id, f) for f in feeds if wanted in {t.casefold() for t in f.tags})
+    return sorted(chosen.values(), key=lambda feed: feed.id)
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """The start of a ``--since`` period: a duration back from ``now`` (``2d``,
+    ``12h``, ``3w``), ``today`` or ``yesterday`` (from midnight UTC), or a date or
+    date and time (``2026-05-01``, ``2026-05-01T08:00``), in UTC unless it gives an
+    offset. Raises ValueError for anything else."""
+    wanted = text.strip().lower()
+    if wanted in {"today", "yesterday"}:
+        midnight = datetime.combine(now.astimezone(UTC).date(), time(), UTC)
+        return midnight - timedelta(days=1 if wanted == "yesterday" else 0)
+    try:
+        return now - timedelta(seconds=parse_duration(wanted))
+    except (ValueError, OverflowError):
+        pass
+    try:
+        when = datetime.fromisoformat(wanted.upper())
+    except ValueError:
+        pass
+    else:
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    raise ValueError(
+        f"{text!r} is neither a duration back from now (12h, 2d, 3w), today, yesterday, "
+        "nor a date (2026-05-01, 2026-05-01T08:00)"
+    )
+
+
+def _feed_list(chosen: Feed | Sequence[Feed] | None) -> list[Feed] | None:
+    if chosen is None:
+        return None
+    return [chosen] if isinstance(chosen, Feed) else list(chosen)
+
+
+def due_for_listing(app: App, chosen: Feed | Sequence[Feed] | None = None) -> list[Feed]:
     """The feeds a listing refreshes first: the due ones (of ``chosen``, if given)."""
     due = due_feeds(app.store.feeds(), app.clock())
-    return [f for f in due if chosen is None or f.id == chosen.id]
+    wanted = _feed_list(chosen)
+    if wanted is None:
+        return due
+    ids = {feed.id for feed in wanted}
+    return [feed for feed in due if feed.id in ids]
 
 
 def list_stories(
     app: App,
     *,
-    chosen: Feed | None = None,
+    chosen: Feed | Sequence[Feed] | None = None,
     unread: bool = False,
+    read: bool = False,
+    since: datetime | None = None,
     limit: int | None = None,
     due: Sequence[Feed] = (),
     summary: bool = False,
     progress: Progress | None = None,
 ) -> Listing:
-    """Refresh ``due`` (see :func:`due_for_listing`), then the newest stories.
+    """Refresh ``due`` (see :func:`due_for_listing`), then the newest stories (of
+    ``chosen``, if given; only ``unread`` or only ``read`` ones; dated ``since``
+    or later; ``limit`` 0 for no limit).
 
     Showing them is the caller's job, and so is :func:`record_shown` afterwards.
     """
@@ -63,10 +123,15 @@ def list_stories(
             busy = isinstance(exc, DatabaseBusyError)
             warnings.append(f"refresh skipped: {exc}")
     warnings += [f"{r.feed.title}: {r.error}" for r in refreshed if r.failed]
+    wanted = _feed_list(chosen)
+    if limit is None:
+        limit = app.settings.list_limit
     stories = app.store.stories(
-        feed_id=chosen.id if chosen else None,
+        feed_ids=None if wanted is None else [feed.id for feed in wanted],
         unread=unread,
-        limit=limit if limit is not None else app.settings.list_limit,
+        read=read,
+        since=since,
+        limit=limit or None,
         summary=summary,
     )
     return Listing(stories=stories, refreshed=refreshed, warnings=warnings, busy=busy)

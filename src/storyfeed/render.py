@@ -242,8 +242,29 @@ def held_back(feed: Feed, now: datetime) -> str:
     return f"not fetched: the server asked to wait (Retry-After), {until}"
 
 
+def duration(seconds: int) -> str:
+    """A duration in its largest whole unit: ``90s``, ``45m``, ``2h``, ``3d``, ``2w``."""
+    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def feed_settings_line(feed: Feed) -> str:
+    """A feed's tags and the settings it does not leave at their default ("" if none);
+    paused shows in its status."""
+    parts = [", ".join(f"#{tag}" for tag in feed.tags)] if feed.tags else []
+    if feed.refresh_interval is not None:
+        parts.append(f"every {duration(feed.refresh_interval)}")
+    if not feed.notify:
+        parts.append("notify off")
+    return " · ".join(parts)
+
+
 def feed_table(feeds: Sequence[Feed], now: datetime, *, width: int = 100) -> Table:
-    """Subscriptions and their health; the URL column is dropped before ids are squeezed."""
+    """Subscriptions and their health; the URL column is dropped before ids are squeezed.
+    A feed's tags and own settings make a line under its URL (under its name when
+    there is no room for the URL)."""
     rows = [
         (
             str(feed.id),
@@ -277,9 +298,14 @@ def feed_table(feeds: Sequence[Feed], now: datetime, *, width: int = 100) -> Tab
     for (feed_id, health, stories, unread, updated, next_fetch), feed in zip(
         rows, feeds, strict=True
     ):
+        name = Text(feed.title)
+        settings = feed_settings_line(feed)
+        if settings and not show_url:
+            name.append("\n")
+            name.append(settings, style="dim")
         cells: list[RenderableType] = [
             feed_id,
-            Text(feed.title),
+            name,
             Text(health, style=styles.get(health, "")),
             stories,
             unread,
@@ -288,6 +314,9 @@ def feed_table(feeds: Sequence[Feed], now: datetime, *, width: int = 100) -> Tab
         ]
         if show_url:
             detail = Text(redact_url(feed.url))
+            if settings:
+                detail.append("\n")
+                detail.append(settings, style="dim")
             if feed.last_error:
                 detail.append("\n")
                 detail.append(feed.last_error, style="red")
@@ -297,7 +326,8 @@ def feed_table(feeds: Sequence[Feed], now: datetime, *, width: int = 100) -> Tab
 
 
 def feed_lines(feeds: Iterable[Feed]) -> Iterator[str]:
-    """Tab-separated: id, status, stories, unread, last success, next fetch, title, url, error."""
+    """Tab-separated: id, status, stories, unread, last success, next fetch, title, url,
+    error, tags (comma-separated), own refresh interval (seconds, or empty), notify (on/off)."""
     for feed in feeds:
         yield "\t".join(
             (
@@ -310,6 +340,9 @@ def feed_lines(feeds: Iterable[Feed]) -> Iterator[str]:
                 feed.title,
                 redact_url(feed.url),
                 feed.last_error,
+                ",".join(feed.tags),
+                "" if feed.refresh_interval is None else str(feed.refresh_interval),
+                "on" if feed.notify else "off",
             )
         )
 
@@ -331,6 +364,10 @@ def feeds_json(feeds: Iterable[Feed]) -> str:
                 "stories": feed.story_count,
                 "unread": feed.unread_count,
                 "new": feed.new_count,
+                "tags": list(feed.tags),
+                "refresh_interval": feed.refresh_interval,
+                "paused": feed.status is FeedStatus.PAUSED,
+                "notify": feed.notify,
             }
             for feed in feeds
         ]
@@ -369,6 +406,77 @@ def _dump(value: Any) -> str:
 
 
 # --- tags ----------------------------------------------------------------------------
+
+
+def tag_table(tags: Sequence[tuple[str, int]]) -> Table:
+    """Tags and how many feeds carry each."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("Tag", no_wrap=True, overflow="ellipsis")
+    table.add_column("Feeds", justify="right", no_wrap=True)
+    for tag, count in tags:
+        table.add_row(Text(tag), str(count))
+    return table
+
+
+def tag_lines(tags: Iterable[tuple[str, int]]) -> Iterator[str]:
+    """Tab-separated: tag, number of feeds."""
+    for tag, count in tags:
+        yield f"{tag}\t{count}"
+
+
+def tags_json(tags: Iterable[tuple[str, Sequence[int]]]) -> str:
+    """``[{"tag": ..., "feeds": count, "feed_ids": [...]}]``."""
+    return _dump([{"tag": tag, "feeds": len(ids), "feed_ids": list(ids)} for tag, ids in tags])
+
+
+# --- feed settings -------------------------------------------------------------------
+
+
+def feed_settings(feed: Feed, global_interval: int) -> list[tuple[str, str]]:
+    """A feed's settings as (key, value) pairs, defaults saying what they follow."""
+    interval = (
+        f"default ({duration(global_interval)})"
+        if feed.refresh_interval is None
+        else duration(feed.refresh_interval)
+    )
+    return [
+        ("interval", interval),
+        ("title", feed.user_title or f"default ({feed.feed_title or redact_url(feed.url)})"),
+        ("paused", "yes" if feed.status is FeedStatus.PAUSED else "no"),
+        ("notify", "on" if feed.notify else "off"),
+        ("tags", ", ".join(feed.tags)),
+    ]
+
+
+def feed_settings_view(feed: Feed, global_interval: int) -> Table:
+    """``set FEED`` on a terminal: the feed, then one row per setting."""
+    table = Table(box=None, pad_edge=False, show_header=False, title_justify="left")
+    table.title = Text(f"{feed.title} (feed {feed.id})", style="bold")
+    table.add_column("Setting", style="bold", no_wrap=True)
+    table.add_column("Value")
+    for key, value in feed_settings(feed, global_interval):
+        table.add_row(key, Text(value))
+    return table
+
+
+def feed_settings_lines(feed: Feed, global_interval: int) -> Iterator[str]:
+    """Tab-separated: setting, value."""
+    for key, value in feed_settings(feed, global_interval):
+        yield f"{key}\t{value}"
+
+
+def feed_settings_json(feed: Feed) -> str:
+    return _dump(
+        {
+            "id": feed.id,
+            "title": feed.title,
+            "user_title": feed.user_title or None,
+            "refresh_interval": feed.refresh_interval,
+            "paused": feed.status is FeedStatus.PAUSED,
+            "notify": feed.notify,
+            "tags": list(feed.tags),
+        }
+    )
 
 
 # --- opml ----------------------------------------------------------------------------

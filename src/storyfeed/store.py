@@ -252,6 +252,9 @@ _FEED_COLUMNS = (
     "f.notify_after, f.failing_since, f.problem_reported, f.refresh_interval, f.notify"
 )
 _TAG_SEPARATOR = "\x1f"  # joins a feed's tags in one column; clean tags never hold it
+# A listing of this many feeds or fewer merges per-feed index walks; more feeds than
+# this walk the date index instead (SQLite allows 500 terms in a compound query).
+_MERGED_FEEDS = 50
 
 
 def _feed(
@@ -705,9 +708,14 @@ class Store:
         refresh_interval: int | Literal["default"] | None = None,
         status: FeedStatus | None = None,
         notify: bool | None = None,
+        next_fetch_at: datetime | None = None,
     ) -> None:
         """Change a feed's own settings; None leaves one as it is ("default" puts the
-        refresh interval back to the global setting)."""
+        refresh interval back to the global setting).
+
+        Turning notify back on makes the stories stored meanwhile history, as a new
+        feed's are: notify sends what arrives next, not the backlog of the quiet time.
+        """
         fields: dict[str, object] = {}
         if user_title is not None:
             fields["user_title"] = user_title
@@ -719,10 +727,18 @@ class Store:
             fields["status"] = status.value
         if notify is not None:
             fields["notify"] = int(notify)
+        if next_fetch_at is not None:
+            fields["next_fetch_at"] = _ts(next_fetch_at)
         if not fields:
             return
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self._write():
+            if notify:
+                self._db.execute(
+                    "UPDATE feeds SET notify_after = max(COALESCE(notify_after, 0), ?) "
+                    "WHERE id = ? AND notify = 0",
+                    (self._last_story_id(), feed_id),
+                )
             self._db.execute(
                 f"UPDATE feeds SET {assignments} WHERE id = ?",  # noqa: S608 (names are ours)
                 (*fields.values(), feed_id),
@@ -730,10 +746,13 @@ class Store:
 
     # --- stories ----------------------------------------------------------
 
-    def _story_query(self, where: str, *, summary: bool = False, content: bool = False) -> str:
+    def _story_query(
+        self, where: str, *, summary: bool = False, content: bool = False, sort_key: bool = False
+    ) -> str:
         """The listing query. Texts are loaded only on request: ``summary`` brings the
         summary and the start of the content (for stories whose feed gave no
-        summary), ``content`` all of both."""
+        summary), ``content`` all of both. ``sort_key`` adds s.sort_at as a last
+        column, for a compound query to order by."""
         if content:
             texts = "s.summary, s.content"
         elif summary:
@@ -743,14 +762,15 @@ class Store:
         return (
             "SELECT s.id, s.feed_id, f.user_title, f.feed_title, f.url, s.title, s.link, "  # noqa: S608
             f"s.author, {texts}, s.published_at, s.first_seen_at, "
-            "s.shown_at IS NULL, s.read_at IS NOT NULL, s.date_flag "
+            "s.shown_at IS NULL, s.read_at IS NOT NULL, s.date_flag"
+            f"{', s.sort_at' if sort_key else ''} "
             f"FROM stories s JOIN feeds f ON f.id = s.feed_id {where}"
         )
 
     @staticmethod
     def _story(row: Sequence[Any]) -> Story:
         (id_, feed_id, user_title, feed_title, feed_url, title, link, author, summary, content,
-         published, first_seen, new, read, flag) = row  # fmt: skip
+         published, first_seen, new, read, flag) = row[:15]  # fmt: skip
         return Story(
             id=int(id_),
             feed_id=int(feed_id),
@@ -772,24 +792,66 @@ class Store:
         self,
         *,
         feed_id: int | None = None,
+        feed_ids: Sequence[int] | None = None,
         unread: bool = False,
+        read: bool = False,
+        since: datetime | None = None,
         limit: int | None = None,
         summary: bool = False,
     ) -> list[Story]:
-        """Newest first: by published date (first-seen when there is none), then id."""
-        clauses, params = [], []
+        """Newest first: by published date (first-seen when there is none), then id.
+
+        ``feed_id`` or ``feed_ids`` narrows to those feeds (an empty sequence: none);
+        ``since``: dated then or later.
+        """
+        chosen = sorted(set(feed_ids)) if feed_ids is not None else None
         if feed_id is not None:
-            clauses.append("s.feed_id = ?")
-            params.append(feed_id)
+            chosen = [feed_id]
+        if chosen is not None and not chosen:
+            return []
+        clauses: list[str] = []
+        params: list[object] = []
         if unread:
             clauses.append("s.read_at IS NULL")
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        where += " ORDER BY s.sort_at DESC, s.id DESC"
+        if read:
+            clauses.append("s.read_at IS NOT NULL")
+        if since is not None:
+            clauses.append("s.sort_at >= ?")
+            params.append(_ts(since))
+        limit_clause = "" if limit is None else " LIMIT ?"
+        if chosen is not None and 1 < len(chosen) <= _MERGED_FEEDS:
+            query, params = self._merged_story_query(chosen, clauses, params, summary=summary)
+            query += limit_clause
+        else:
+            if chosen is not None and len(chosen) == 1:
+                clauses.insert(0, "s.feed_id = ?")
+                params.insert(0, chosen[0])
+            elif chosen is not None:
+                # Many feeds: walking the date index and skipping the other feeds
+                # stops after ``limit`` stories; the unary + keeps SQLite from
+                # reading each feed's stories and sorting them all instead.
+                clauses.insert(0, f"+s.feed_id IN ({','.join('?' * len(chosen))})")
+                params[:0] = chosen
+            where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+            where += " ORDER BY s.sort_at DESC, s.id DESC" + limit_clause
+            query = self._story_query(where, summary=summary)
         if limit is not None:
-            where += " LIMIT ?"
             params.append(min(limit, _MAX_ROWS))
-        query = self._story_query(where, summary=summary)
         return [self._story(row) for row in self._db.execute(query, params)]
+
+    def _merged_story_query(
+        self, feed_ids: Sequence[int], clauses: list[str], params: list[object], *, summary: bool
+    ) -> tuple[str, list[object]]:
+        """One newest-first query per feed, each read in order from the feed's index
+        and merged by SQLite (MERGE (UNION ALL)): a listing of a few feeds reads only
+        the stories it shows, however many the feeds hold."""
+        arms, arm_params = [], []
+        for feed_id in feed_ids:
+            where = " AND ".join(["s.feed_id = ?", *clauses])
+            arms.append(self._story_query(f"WHERE {where}", summary=summary, sort_key=True))
+            arm_params += [feed_id, *params]
+        # Columns 16 and 1 of each arm are s.sort_at and s.id.
+        return " UNION ALL ".join(arms) + " ORDER BY 16 DESC, 1 DESC", arm_params
 
     @_translated
     def story(self, story_id: int) -> Story | None:
@@ -939,10 +1001,12 @@ class Store:
     def pending_stories(self, channel: Channel, *, unseen_feeds: bool = False) -> list[Story]:
         """Stories a channel has not been sent: news of notified feeds (with
         ``unseen_feeds``, of never-notified ones too), newer than the channel, not
-        read before they could be sent; oldest first."""
+        read before they could be sent, of feeds whose notify setting is on; oldest
+        first."""
         unseen = 0 if unseen_feeds else _MAX_ROWS  # a never-notified feed has no news
         query = self._story_query(
             "WHERE s.id > COALESCE(f.notify_after, ?) AND s.id > ? AND s.first_read_at IS NULL "
+            "AND f.notify = 1 "
             "AND NOT EXISTS (SELECT 1 FROM deliveries d "
             "WHERE d.channel_id = ? AND d.story_id = s.id) ORDER BY s.id",
             summary=True,

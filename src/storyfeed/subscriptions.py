@@ -1,17 +1,32 @@
-"""Use cases of the subscriptions: add (with feed discovery), remove, health."""
+"""Use cases of the subscriptions: add (with feed discovery), remove, health, tags and
+each feed's own settings."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from storyfeed.config import Settings
-from storyfeed.core import App, decide_update, parser_pool, resolve_feed
-from storyfeed.errors import DuplicateFeedError, FetchError, InvalidURLError, NotAFeedError
-from storyfeed.models import Feed, FeedLink, FetchOutcome, FetchRequest, FetchResult
-from storyfeed.text import redact_url
+from storyfeed.core import (
+    App,
+    decide_update,
+    fetch_interval,
+    parse_duration,
+    parser_pool,
+    resolve_feed,
+)
+from storyfeed.errors import (
+    DuplicateFeedError,
+    FetchError,
+    InvalidURLError,
+    NotAFeedError,
+    NotFoundError,
+)
+from storyfeed.models import Feed, FeedLink, FeedStatus, FetchOutcome, FetchRequest, FetchResult
+from storyfeed.text import clean_line, redact_url
 from storyfeed.urls import normalise_url, same_url
 
 # --- subscriptions ---------------------------------------------------------------
@@ -95,3 +110,152 @@ def remove_feed(app: App, name: str) -> tuple[Feed, int]:
 
 def feed_health(app: App) -> list[Feed]:
     return app.store.feeds(with_counts=True)
+
+
+# --- tags ----------------------------------------------------------------------------
+
+MAX_TAG_LENGTH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class TagCount:
+    tag: str
+    feed_ids: tuple[int, ...]
+
+
+def clean_tag(text: str) -> str:
+    """A tag name as stored: one clean line, trimmed. Raises ValueError for an
+    empty one, one with a comma (some exports separate tags by commas) or one
+    longer than MAX_TAG_LENGTH."""
+    tag = clean_line(text).strip()
+    if not tag:
+        raise ValueError("a tag cannot be empty")
+    if "," in tag:
+        raise ValueError(f"a tag cannot hold a comma: {tag!r}")
+    if len(tag) > MAX_TAG_LENGTH:
+        raise ValueError(f"a tag has at most {MAX_TAG_LENGTH} characters: {tag[:20]!r}…")
+    return tag
+
+
+def tag_feed(app: App, name: str, tags: Sequence[str]) -> tuple[Feed, int]:
+    """Give a feed these tags; return it (with its tags) and how many were new.
+
+    Tags compare without case; a tag another feed already has keeps that spelling.
+    """
+    cleaned = [clean_tag(tag) for tag in tags]
+    feeds = app.store.feeds()
+    feed = resolve_feed(feeds, name)
+    known = {tag.casefold(): tag for f in feeds for tag in f.tags}
+    spelled = list(dict.fromkeys(known.get(tag.casefold(), tag) for tag in cleaned))
+    added = app.store.add_tags(feed.id, spelled)
+    return _reloaded(app, feed), added
+
+
+def untag_feed(app: App, name: str, tags: Sequence[str] | None) -> tuple[Feed, int]:
+    """Take these tags (None: all) from a feed; return it and how many went.
+
+    A tag the feed does not have is an error, and nothing changes.
+    """
+    feed = resolve_feed(app.store.feeds(), name)
+    if tags is not None:
+        tags = [clean_line(tag).strip() for tag in tags]
+        has = {tag.casefold() for tag in feed.tags}
+        missing = [tag for tag in tags if tag.casefold() not in has]
+        if missing:
+            listed = ", ".join(feed.tags) or "none"
+            raise NotFoundError(
+                f"{feed.title} has no tag {missing[0]!r}; its tags: {listed}; nothing was changed"
+            )
+    removed = app.store.remove_tags(feed.id, tags)
+    return _reloaded(app, feed), removed
+
+
+def tag_counts(app: App) -> list[TagCount]:
+    """Every tag (in the spelling it was first given) with the feeds carrying it."""
+    by_tag: dict[str, tuple[str, list[int]]] = {}
+    for feed in app.store.feeds():
+        for tag in feed.tags:
+            by_tag.setdefault(tag.casefold(), (tag, []))[1].append(feed.id)
+    return [
+        TagCount(tag, tuple(ids))
+        for tag, ids in sorted(by_tag.values(), key=lambda item: item[0].casefold())
+    ]
+
+
+def _reloaded(app: App, feed: Feed) -> Feed:
+    return app.store.feed(feed.id) or feed
+
+
+# --- feed settings -------------------------------------------------------------------
+
+SETTING_KEYS = ("interval", "title", "paused", "notify")
+# The range config.toml allows for refresh_interval: outside it, a typo rather than a wish.
+INTERVAL_RANGE = (60, 30 * 24 * 60 * 60)
+_YES = {"yes", "true", "on", "1"}
+_NO = {"no", "false", "off", "0"}
+
+
+def _flag(key: str, value: str, words: str) -> bool:
+    wanted = value.strip().lower()
+    if wanted in _YES | _NO:
+        return wanted in _YES
+    raise ValueError(f"{key} takes {words}, not {value!r}")
+
+
+def change_setting(app: App, name: str, key: str, value: str) -> Feed:
+    """Set one of a feed's own settings (SETTING_KEYS); return the feed as it is now.
+
+    Raises ValueError for an unknown key or a value the key does not take.
+    """
+    wanted = key.strip().lower()
+    if wanted not in SETTING_KEYS:
+        raise ValueError(f"unknown setting {key!r}; settings: {', '.join(SETTING_KEYS)}")
+    feed = resolve_feed(app.store.feeds(), name)
+    if wanted == "interval":
+        interval = _interval(value)
+        app.store.set_feed_settings(
+            feed.id,
+            refresh_interval="default" if interval is None else interval,
+            next_fetch_at=_next_fetch(app, feed, interval),
+        )
+    elif wanted == "title":
+        title = clean_line(value).strip()
+        app.store.set_feed_settings(feed.id, user_title="" if title.lower() == "default" else title)
+    elif wanted == "paused":
+        paused = _flag("paused", value, "yes or no (true/false, on/off)")
+        if paused:
+            app.store.set_feed_settings(feed.id, status=FeedStatus.PAUSED)
+        elif feed.status is FeedStatus.PAUSED:
+            app.store.set_feed_settings(feed.id, status=FeedStatus.ACTIVE)
+    else:
+        app.store.set_feed_settings(
+            feed.id, notify=_flag("notify", value, "on or off (yes/no, true/false)")
+        )
+    return _reloaded(app, feed)
+
+
+def _interval(value: str) -> int | None:
+    """Seconds, or None for "default" (the global refresh_interval)."""
+    if value.strip().lower() == "default":
+        return None
+    low, high = INTERVAL_RANGE
+    hint = f"interval takes a duration from 1m to 30d (30m, 2h, 1d) or default, not {value!r}"
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ValueError(hint) from None
+    if not low <= seconds <= high:
+        raise ValueError(hint)
+    return seconds
+
+
+def _next_fetch(app: App, feed: Feed, interval: int | None) -> datetime | None:
+    """When a feed fetched without trouble is due under its new interval (a shorter
+    interval takes effect now, not after the old one ran out); None to leave it."""
+    if feed.last_fetch_at is None or feed.error_count or feed.status is not FeedStatus.ACTIVE:
+        return None
+    return feed.last_fetch_at + fetch_interval(app.settings, None, feed.ttl_seconds, interval)
+
+
+def feed_settings(app: App, name: str) -> Feed:
+    return resolve_feed(app.store.feeds(), name)
