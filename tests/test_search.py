@@ -28,11 +28,10 @@ from storyfeed.models import (
     HIT_START,
     DateFlag,
     FeedUpdate,
-    MarkedStory,
     ParsedStory,
-    SearchHit,
     Story,
 )
+from storyfeed.reports import MarkedStory, SearchHit
 from storyfeed.store import Store
 
 Run = Callable[..., Result]

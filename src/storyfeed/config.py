@@ -11,11 +11,13 @@ import os
 import tomllib
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storyfeed.errors import ConfigError
-from storyfeed.models import SettingValue
 from storyfeed.text import redact_url
+
+if TYPE_CHECKING:
+    from storyfeed.reports import SettingValue
 
 DEFAULT_FEED_URL = "https://wgzesg.github.io/llm_stories/index.xml"
 APP_NAME = "storyfeed"
@@ -378,6 +380,8 @@ def effective_settings(paths: Paths, environ: dict[str, str] | None = None) -> l
     The first two are where storyfeed keeps its files, which only the environment
     (STORYFEED_HOME) changes.
     """
+    from storyfeed.reports import SettingValue
+
     env = os.environ if environ is None else environ
     where = "environment (STORYFEED_HOME)" if env.get("STORYFEED_HOME") else "default"
     found = [

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from storyfeed import opml
 from storyfeed.core import App
 from storyfeed.errors import FileAccessError, InvalidOPMLError, InvalidURLError
-from storyfeed.models import ImportReport, NewSubscription, SkippedOutline
+from storyfeed.reports import ImportReport, NewSubscription, SkippedOutline
 from storyfeed.text import clean_line, is_web_url, redact_url
 from storyfeed.urls import canonical_url, normalise_url
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -21,16 +21,15 @@ from storyfeed.models import (
     DateFlag,
     Feed,
     FeedStatus,
-    ImportReport,
-    PruneReport,
     RefreshOutcome,
     RefreshResult,
-    SearchHit,
-    SettingValue,
     Story,
     StoryState,
 )
 from storyfeed.text import redact_url
+
+if TYPE_CHECKING:
+    from storyfeed.reports import ImportReport, PruneReport, SearchHit, SettingValue
 
 _STATE_CELLS = {
     StoryState.NEW: Text("NEW", style="bold green"),

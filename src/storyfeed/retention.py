@@ -18,7 +18,7 @@ from pathlib import Path
 from storyfeed.config import parse_duration
 from storyfeed.core import App
 from storyfeed.errors import ConfigError, DatabaseBusyError
-from storyfeed.models import PrunedFeed, PruneReport
+from storyfeed.reports import PrunedFeed, PruneReport
 
 DEFAULT_AGE = timedelta(days=180)
 MIN_AGE = timedelta(days=1)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from storyfeed.core import App, resolve_feed
 from storyfeed.errors import DatabaseBusyError, SearchQueryError
-from storyfeed.models import HIT_END, HIT_START, MarkedStory, SearchHit
+from storyfeed.models import HIT_END, HIT_START
+from storyfeed.reports import MarkedStory, SearchHit
 from storyfeed.text import clean_line
 
 # Stories whose indexing is worth telling the user about (half a second or more).

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from storyfeed.errors import (
     DatabaseBusyError,
@@ -37,12 +37,13 @@ from storyfeed.models import (
     Feed,
     FeedStatus,
     FeedUpdate,
-    MarkedStory,
-    NewSubscription,
     ParsedStory,
     Story,
     feed_name,
 )
+
+if TYPE_CHECKING:
+    from storyfeed.reports import MarkedStory, NewSubscription
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: feeds and stories. AUTOINCREMENT: an id is never handed out twice, so a
@@ -1118,6 +1119,8 @@ class Store:
     ) -> list[MarkedStory]:
         """Indexed stories that ``match`` (an FTS5 query) finds, most relevant first
         (ties: newest first), their texts marked with HIT_START/HIT_END."""
+        from storyfeed.reports import MarkedStory
+
         params: list[object] = [match]
         scope = ""
         if feed_ids:
