@@ -38,6 +38,7 @@ ALLOWED = {
     "notify": {"errors", "models", "text", "config", "core"},
     "lock": {"errors"},
     "deliver": {"text"},
+    "doctor": {"__init__", "models", "text", "config", "core"},
     "subscriptions": {"errors", "models", "text", "urls", "config", "core", "fetch", "parse"},
     "render": {"models", "text"},
     "cli": {
@@ -52,6 +53,7 @@ ALLOWED = {
         "render",
         "notify",
         "deliver",
+        "doctor",
     },
 }
 # third-party (and sqlite3) module -> the only storyfeed modules that may import it

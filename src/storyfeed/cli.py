@@ -604,6 +604,32 @@ def say(message: str) -> None:
 # --- doctor --------------------------------------------------------------------------
 
 
+@app.command("doctor")
+def doctor_command(
+    ctx: typer.Context,
+    feed: Annotated[
+        str | None,
+        typer.Argument(metavar="[FEED]", help="Only this feed (id, URL, or part of its title)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain each feed's last fetch and check the database; fetches nothing.
+
+    Exits 1 when the database check finds damage, or when the named FEED is failing.
+    """
+    from storyfeed import doctor
+
+    report = doctor.examine(_app(ctx), feed)
+    if as_json:
+        _out(render.doctor_json(report.record) + "\n")
+    elif _stdout_is_tty():
+        _show(render.doctor_view(report.checkups))
+    else:
+        _out_lines(render.doctor_lines(report.checkups))
+    if report.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
 # --- retention -----------------------------------------------------------------------
 
 

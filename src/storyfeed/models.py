@@ -132,6 +132,7 @@ class ParsedFeed:
     ttl_seconds: int | None = None
     format: str = ""
     warnings: tuple[str, ...] = ()
+    without_id: int = 0  # stories the feed gave no guid/id: keyed by link or text instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,9 @@ class FetchResult:
     max_age: int | None = None  # seconds, from Cache-Control
     retry_after: datetime | None = None
     error: str = ""
+    redirects: tuple[tuple[int, str], ...] = ()  # (status, URL that answered it), in order
+    size: int = 0  # bytes of the (decompressed) body
+    elapsed_ms: int | None = None
 
 
 class RefreshOutcome(enum.StrEnum):
@@ -227,6 +231,7 @@ class FeedUpdate:
     ttl_seconds: int | None = None
     retry_after: datetime | None = None
     stories: tuple[ParsedStory, ...] = ()
+    diagnosis: str | None = None  # JSON: what the fetch saw, for `doctor`
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,3 +245,58 @@ class Channel:
     failures: int = 0  # failed runs in a row
     failure_reported: bool = False
     last_error: str = ""
+
+
+# --- doctor ---------------------------------------------------------------------------
+
+
+class Verdict(enum.StrEnum):
+    """How a doctor finding reads: from a plain fact to a failure."""
+
+    INFO = "INFO"
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing doctor found: a fact, its verdict, and what to do about it."""
+
+    topic: str
+    verdict: Verdict
+    text: str
+    advice: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkup:
+    """What doctor says of one subject: storyfeed itself, or a feed."""
+
+    subject: str
+    findings: tuple[Finding, ...]
+    feed_id: int | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        """The worst verdict of the findings (OK when all are facts)."""
+        order = (Verdict.FAIL, Verdict.WARN)
+        found = {finding.verdict for finding in self.findings}
+        return next((verdict for verdict in order if verdict in found), Verdict.OK)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseHealth:
+    """What the database says of itself."""
+
+    schema_version: int
+    sqlite_version: str
+    check: str  # "integrity_check" or "quick_check"
+    problems: tuple[str, ...]  # empty when the check passed
+    feeds: int
+    stories: int
+    newest_story: int  # the highest story id
+    indexed_through: int  # the search index holds the stories up to this id
+    unindexed: int  # stories above it
+    page_bytes: int  # page_count x page_size
+    free_bytes: int  # freelist_count x page_size

@@ -30,6 +30,7 @@ from storyfeed.errors import (
 )
 from storyfeed.models import (
     Channel,
+    DatabaseHealth,
     DateFlag,
     Feed,
     FeedStatus,
@@ -243,6 +244,13 @@ _FEED_COLUMNS = (
     "f.last_modified, f.body_hash, f.last_fetch_at, f.last_success_at, f.last_error, "
     "f.last_error_at, f.error_count, f.next_fetch_at, f.retry_after, f.ttl_seconds, "
     "f.notify_after, f.failing_since, f.problem_reported, f.refresh_interval, f.notify"
+)
+# A fetch that parsed nothing (304, same body, an error) keeps the last parse's
+# findings in the diagnosis: `doctor` still knows the stories without guid or date.
+_DIAGNOSIS = (
+    "CASE WHEN json_type(?, '$.parse') IS NULL AND CASE WHEN json_valid(diagnosis) "
+    "THEN json_type(diagnosis, '$.parse') END = 'object' "
+    "THEN json_set(?, '$.parse', json(json_extract(diagnosis, '$.parse'))) ELSE ? END"
 )
 _TAG_SEPARATOR = "\x1f"  # joins a feed's tags in one column; clean tags never hold it
 
@@ -613,9 +621,13 @@ class Store:
         assignments += ", error_count = " + ("0" if update.success else "error_count + 1")
         if not update.success:
             assignments += f", failing_since = COALESCE(failing_since, {_ts(update.fetched_at)})"
+        params = (*fields.values(),)
+        if update.diagnosis is not None:
+            assignments += f", diagnosis = {_DIAGNOSIS}"
+            params += (update.diagnosis,) * 3
         self._db.execute(
             f"UPDATE feeds SET {assignments} WHERE id = ?",  # noqa: S608 (names are ours)
-            (*fields.values(), update.feed_id),
+            (*params, update.feed_id),
         )
         if update.url:
             # A permanent redirect to a URL another subscription already has
@@ -995,6 +1007,53 @@ class Store:
         return cursor.rowcount
 
     # --- doctor -----------------------------------------------------------
+
+    @_translated
+    def diagnoses(self) -> dict[int, str]:
+        """What each feed's last fetch saw (JSON text; '' before the first)."""
+        rows = self._db.execute("SELECT id, diagnosis FROM feeds")
+        return {int(feed_id): str(diagnosis) for feed_id, diagnosis in rows}
+
+    @_translated
+    def health(self, *, quick_above: int = 512 * 1024 * 1024) -> DatabaseHealth:
+        """The database's own account of itself: schema, size, counts, the search
+        index's lag and an integrity check (``quick_check`` above ``quick_above``
+        bytes, where the full one would take seconds)."""
+
+        def number(query: str) -> int:
+            return int(self._db.execute(query).fetchone()[0] or 0)
+
+        page_size = number("PRAGMA page_size")
+        page_bytes = number("PRAGMA page_count") * page_size
+        check = "integrity_check" if page_bytes <= quick_above else "quick_check"
+        self._db.execute("BEGIN")  # one snapshot for every figure
+        try:
+            try:
+                problems = [str(row[0]) for row in self._db.execute(f"PRAGMA {check}(20)")]
+            except sqlite3.DatabaseError as exc:  # damage the check itself trips over
+                problems = [str(exc)]
+            newest = number("SELECT COALESCE(MAX(id), 0) FROM stories")
+            through = number("SELECT indexed_through FROM search_index WHERE id = 1")
+            unindexed = self._db.execute(
+                "SELECT COUNT(*) FROM stories WHERE id > ?", (through,)
+            ).fetchone()[0]
+            health = DatabaseHealth(
+                schema_version=self._version(),
+                sqlite_version=sqlite3.sqlite_version,
+                check=check,
+                problems=() if problems == ["ok"] else tuple(problems),
+                feeds=number("SELECT COUNT(*) FROM feeds"),
+                stories=number("SELECT COUNT(*) FROM stories"),
+                newest_story=newest,
+                indexed_through=through,
+                unindexed=int(unindexed),
+                page_bytes=page_bytes,
+                free_bytes=number("PRAGMA freelist_count") * page_size,
+            )
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        return health
 
     # --- retention --------------------------------------------------------
 
