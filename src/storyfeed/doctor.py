@@ -127,8 +127,7 @@ def storyfeed_checkup(
                 Verdict.FAIL,
                 f"{health.check} found damage: {shown}"
                 + (f" (and {more} more)" if more > 0 else ""),
-                "copy the file aside first; `sqlite3 storyfeed.db .recover` salvages what is "
-                "readable, and moving the database away makes storyfeed start afresh",
+                _repair_advice(paths, health.problems),
             )
         )
     else:
@@ -172,6 +171,18 @@ def storyfeed_checkup(
         "findings": _finding_records(findings),
     }
     return checkup, record
+
+
+def _repair_advice(paths: Paths, problems: tuple[str, ...]) -> str:
+    if all(
+        " index " in problem or problem.startswith("wrong # of entries") for problem in problems
+    ):
+        # Only indexes disagree with their tables: rebuilding them loses nothing.
+        return f"the tables are sound, the indexes are not: `sqlite3 {paths.database} REINDEX`"
+    return (
+        f"copy {paths.database} aside first; `sqlite3 {paths.database} .recover | sqlite3 "
+        "recovered.db` salvages what is readable; moving the database away starts afresh"
+    )
 
 
 # --- one feed --------------------------------------------------------------------------
@@ -268,18 +279,27 @@ def _fetch_findings(feed: Feed, d: Mapping[str, Any]) -> list[Finding]:
     if redirects:
         chain = " → ".join(f"{url} ({code})" for code, url in redirects)
         final = str(d.get("final_url", ""))
-        permanent = all(code in {301, 308} for code, _ in redirects)
-        advice = (
-            "all permanent: storyfeed now asks the final address"
-            if permanent
-            else "storyfeed keeps asking the first address (not every redirect is permanent)"
+        findings.append(
+            Finding("redirects", Verdict.INFO, f"{chain} → {final}", _redirect_advice(d))
         )
-        findings.append(Finding("redirects", Verdict.INFO, f"{chain} → {final}", advice))
     findings += _conditional_findings(feed, d, size)
     parse = d.get("parse")
     if isinstance(parse, Mapping):
         findings += _parse_findings(parse, at)
     return findings
+
+
+def _redirect_advice(d: Mapping[str, Any]) -> str:
+    """Where storyfeed asks next: permanent redirects at the start of the chain move
+    the subscription (core's moved_to), a temporary one stops that."""
+    redirects = d.get("redirects", [])
+    permanent = 0
+    while permanent < len(redirects) and redirects[permanent][0] in {301, 308}:
+        permanent += 1
+    if not permanent:
+        return "the redirects are temporary: storyfeed keeps asking the first address"
+    target = redirects[permanent][1] if permanent < len(redirects) else d.get("final_url", "")
+    return f"storyfeed now asks {target}, where the permanent redirects lead"
 
 
 def _conditional_findings(feed: Feed, d: Mapping[str, Any], size: int) -> list[Finding]:
