@@ -304,6 +304,22 @@ def test_doctor_fetches_nothing(run: Run, httpserver: HTTPServer) -> None:
     assert len(seen) == before
 
 
+def test_doctor_refresh_fetches_first(run: Run, httpserver: HTTPServer) -> None:
+    seen = serve_blog(httpserver, "/blog.xml", honour=True)
+    assert run("add", httpserver.url_for("/blog.xml")).code == 0
+    code, data = report(run, "--refresh", "Test Blog")
+    assert code == 0
+    assert len(seen) == 2
+    assert data["feeds"][0]["last_fetch"]["conditional"] == "honoured"
+
+    httpserver.clear()
+    httpserver.expect_request("/blog.xml").respond_with_data("down", status=503)
+    code, data = report(run, "--refresh")  # every feed; a failure is reported, not fatal
+    assert code == 0
+    assert data["feeds"][0]["errors"]["count"] == 1
+    assert data["feeds"][0]["last_fetch"]["status"] == 503
+
+
 # --- the pieces -----------------------------------------------------------------------------
 
 SETTINGS = Settings()
