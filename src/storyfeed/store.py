@@ -245,13 +245,6 @@ _FEED_COLUMNS = (
     "f.last_error_at, f.error_count, f.next_fetch_at, f.retry_after, f.ttl_seconds, "
     "f.notify_after, f.failing_since, f.problem_reported, f.refresh_interval, f.notify"
 )
-# A fetch that parsed nothing (304, same body, an error) keeps the last parse's
-# findings in the diagnosis: `doctor` still knows the stories without guid or date.
-_DIAGNOSIS = (
-    "CASE WHEN json_type(?, '$.parse') IS NULL AND CASE WHEN json_valid(diagnosis) "
-    "THEN json_type(diagnosis, '$.parse') END = 'object' "
-    "THEN json_set(?, '$.parse', json(json_extract(diagnosis, '$.parse'))) ELSE ? END"
-)
 _TAG_SEPARATOR = "\x1f"  # joins a feed's tags in one column; clean tags never hold it
 
 
@@ -621,13 +614,12 @@ class Store:
         assignments += ", error_count = " + ("0" if update.success else "error_count + 1")
         if not update.success:
             assignments += f", failing_since = COALESCE(failing_since, {_ts(update.fetched_at)})"
-        params = (*fields.values(),)
         if update.diagnosis is not None:
-            assignments += f", diagnosis = {_DIAGNOSIS}"
-            params += (update.diagnosis,) * 3
+            fields["diagnosis"] = self._keep_last_parse(update.feed_id, update.diagnosis)
+            assignments += ", diagnosis = ?"
         self._db.execute(
             f"UPDATE feeds SET {assignments} WHERE id = ?",  # noqa: S608 (names are ours)
-            (*params, update.feed_id),
+            (*fields.values(), update.feed_id),
         )
         if update.url:
             # A permanent redirect to a URL another subscription already has
@@ -1007,6 +999,24 @@ class Store:
         return cursor.rowcount
 
     # --- doctor -----------------------------------------------------------
+
+    def _keep_last_parse(self, feed_id: int, diagnosis: str) -> str:
+        """A fetch that parsed nothing (304, the same body, an error) keeps the last
+        parse's findings, so `doctor` still knows the stories without guid or date."""
+        import json
+
+        record = json.loads(diagnosis)
+        if "parse" in record:
+            return diagnosis
+        row = self._db.execute("SELECT diagnosis FROM feeds WHERE id = ?", (feed_id,)).fetchone()
+        try:
+            previous = json.loads(row[0]).get("parse") if row and row[0] else None
+        except (ValueError, AttributeError):
+            previous = None  # unreadable: nothing to keep
+        if not isinstance(previous, dict):
+            return diagnosis
+        record["parse"] = previous
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
     @_translated
     def diagnoses(self) -> dict[int, str]:
