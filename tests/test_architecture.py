@@ -40,6 +40,7 @@ ALLOWED = {
     "lock": {"errors"},
     "retention": {"errors", "models", "config", "core", "reports"},
     "deliver": {"text"},
+    "doctor": {"__init__", "models", "text", "config", "core", "reports"},
     "subscriptions": {"errors", "models", "text", "urls", "config", "core", "fetch", "parse"},
     "opml": {"errors", "models", "text"},
     "moving": {"errors", "models", "text", "urls", "core", "opml", "reports"},
@@ -60,6 +61,7 @@ ALLOWED = {
         "moving",
         "searching",
         "retention",
+        "doctor",
     },
 }
 # third-party (and sqlite3) module -> the only storyfeed modules that may import it
@@ -134,6 +136,7 @@ NOT_FOR_LISTING = {
     "storyfeed.opml",
     "storyfeed.moving",
     "storyfeed.reports",
+    "storyfeed.doctor",
 }
 
 

@@ -965,6 +965,45 @@ def export_command(
 # --- doctor --------------------------------------------------------------------------
 
 
+@app.command("doctor")
+def doctor_command(
+    ctx: typer.Context,
+    feed: Annotated[
+        str | None,
+        typer.Argument(metavar="[FEED]", help="Only this feed (id, URL, or part of its title)."),
+    ] = None,
+    as_json: JsonOpt = False,
+    refresh: Annotated[
+        bool,
+        typer.Option("--refresh", help="Fetch FEED (without FEED: every active feed) first."),
+    ] = False,
+) -> None:
+    """Explain each feed's last fetch and check the database; fetches nothing by itself.
+
+    Exits 1 when the database check finds damage, or when the named FEED is failing.
+    """
+    from storyfeed import doctor
+
+    state = _app(ctx)
+    if refresh:
+        with state.refresh_lock() as locked:
+            if not locked:
+                _busy(verbose=True)
+            # Failures are what the report is about: they do not end the command here.
+            chosen, _held = core.select_feeds(state, [feed] if feed else [], force=True)
+            with _progress(len(chosen), "Refreshing") as progress:
+                core.refresh(state, chosen, progress=progress)
+    report = doctor.examine(state, feed)
+    if as_json:
+        _out(render.doctor_json(report.record) + "\n")
+    elif _stdout_is_tty():
+        _show(render.doctor_view(report.checkups))
+    else:
+        _out_lines(render.doctor_lines(report.checkups))
+    if report.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
 # --- retention -----------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from storyfeed.errors import (
     NotFoundError,
 )
 from storyfeed.models import (
+    DateFlag,
     Feed,
     FeedStatus,
     FeedUpdate,
@@ -37,7 +38,7 @@ from storyfeed.models import (
     RefreshResult,
 )
 from storyfeed.store import Store
-from storyfeed.text import redact_url
+from storyfeed.text import clean_line, redact_url
 from storyfeed.urls import normalise_url, same_url
 
 if TYPE_CHECKING:
@@ -160,10 +161,28 @@ def decide_update(
     now: datetime,
     digest: str | None = None,
 ) -> tuple[FeedUpdate, RefreshOutcome]:
-    """What one fetch means for a feed: the row to write and the outcome to report.
+    """What one fetch means for a feed: the row to write (with what the fetch saw,
+    for `doctor`) and the outcome to report.
 
     ``digest`` is the body's hash when the caller has it already.
     """
+    if fetched.outcome is FetchOutcome.OK and digest is None:
+        digest = body_hash(fetched.body)
+    update, outcome = _decide(feed, fetched, parsed, parse_error, settings, now, digest)
+    return replace(
+        update, diagnosis=fetch_diagnosis(feed, fetched, parsed, update, digest)
+    ), outcome
+
+
+def _decide(
+    feed: Feed,
+    fetched: FetchResult,
+    parsed: ParsedFeed | None,
+    parse_error: str,
+    settings: Settings,
+    now: datetime,
+    digest: str | None,
+) -> tuple[FeedUpdate, RefreshOutcome]:
     success = fetched.outcome in {FetchOutcome.OK, FetchOutcome.NOT_MODIFIED} and not parse_error
     if success:
         ttl = parsed.ttl_seconds if parsed else feed.ttl_seconds
@@ -216,6 +235,85 @@ def decide_update(
         status=status,
         retry_after=retry,
     ), outcome
+
+
+# What `doctor` shows of a fetch: response headers worth explaining, strings capped.
+DIAGNOSED_HEADERS = (
+    "cache-control", "expires", "date", "age", "etag", "last-modified", "content-type",
+    "content-length", "content-encoding", "retry-after",
+)  # fmt: skip
+_DIAGNOSIS_CAP = 300
+_REDIRECTS_KEPT = 10
+
+
+def conditional_verdict(feed: Feed, fetched: FetchResult, digest: str | None) -> str:
+    """Whether the server honours conditional GET, as far as this fetch tells."""
+    if fetched.http_status is None:
+        return "not applicable" if fetched.outcome is FetchOutcome.OK else "unknown"
+    if fetched.outcome is FetchOutcome.NOT_MODIFIED:
+        return "honoured"
+    if fetched.outcome is not FetchOutcome.OK:
+        return "unknown"
+    if not fetched.etag and not fetched.last_modified:
+        return "not offered"
+    sent = bool(fetched.request.etag or fetched.request.last_modified)
+    # Validators sent and the same body back: a 304 was due.
+    if sent and digest is not None and digest == feed.body_hash:
+        return "ignored"
+    return "unknown"
+
+
+def fetch_diagnosis(
+    feed: Feed,
+    fetched: FetchResult,
+    parsed: ParsedFeed | None,
+    update: FeedUpdate,
+    digest: str | None,
+) -> str:
+    """A small JSON record of what one fetch saw (no bodies; every string capped)."""
+    import json
+
+    def cap(value: str) -> str:
+        return clean_line(value)[:_DIAGNOSIS_CAP]
+
+    request = fetched.request
+    when = update.fetched_at
+    record: dict[str, object] = {
+        "at": f"{when:%Y-%m-%dT%H:%M:%S}Z",
+        "url": cap(redact_url(request.url)),
+        "final_url": cap(redact_url(fetched.final_url)),
+        "redirects": [
+            [status, cap(redact_url(url))] for status, url in fetched.redirects[:_REDIRECTS_KEPT]
+        ],
+        "status": fetched.http_status,
+        "outcome": fetched.outcome.value,
+        "sent_validators": {
+            "etag": bool(request.etag),
+            "last_modified": bool(request.last_modified),
+        },
+        "conditional": conditional_verdict(feed, fetched, digest),
+        "headers": {
+            name: cap(fetched.headers[name])
+            for name in DIAGNOSED_HEADERS
+            if name in fetched.headers
+        },
+        "bytes": fetched.size,
+        "elapsed_ms": fetched.elapsed_ms,
+        "max_age": fetched.max_age,
+        "error": cap(update.error),
+    }
+    if parsed is not None:
+        flags = [story.date_flag for story in parsed.stories]
+        record["parse"] = {
+            "at": record["at"],
+            "format": parsed.format,
+            "warning": cap(parsed.warnings[0]) if parsed.warnings else "",
+            "stories": len(parsed.stories),
+            "without_id": min(parsed.without_id, len(parsed.stories)),
+            "without_date": flags.count(DateFlag.MISSING),
+            "future_dates": flags.count(DateFlag.FUTURE),
+        }
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
 def resolve_feed(feeds: Sequence[Feed], text: str) -> Feed:

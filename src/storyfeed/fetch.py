@@ -14,6 +14,7 @@ import queue
 import socket
 import ssl
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -202,9 +203,11 @@ async def fetch(
         return _fetch_file(request, settings)
     if scheme not in {"http", "https"}:
         return _error(request, f"cannot fetch {scheme or 'scheme-less'} URLs")
+    started = time.monotonic()
     try:
         async with asyncio.timeout(settings.feed_deadline):
-            return await _fetch_http(client, request, settings, now)
+            result = await _fetch_http(client, request, settings, now)
+        return replace(result, elapsed_ms=round((time.monotonic() - started) * 1000))
     except TimeoutError:
         return _error(request, f"took longer than the {settings.feed_deadline:g} s deadline")
     except _Abort as exc:
@@ -275,6 +278,7 @@ async def _fetch_http(
             moved_to=_permanent_target(request.url, response),
             headers={k.lower(): v for k, v in response.headers.items()},
             max_age=_max_age(response.headers.get("cache-control", "")),
+            redirects=tuple((hop.status_code, str(hop.url)) for hop in response.history),
         )
         if status == 304:
             # A 304 has no body; reading its end hands the connection back to the
@@ -298,9 +302,11 @@ async def _fetch_http(
                 error=_message(request, f"HTTP {status} {response.reason_phrase or ''}"),
                 retry_after=_retry_after(retry, now),
             )
+        body = await _read_body(response, settings.max_body_bytes)
         return replace(
             base,
-            body=await _read_body(response, settings.max_body_bytes),
+            body=body,
+            size=len(body),
             etag=_validator(response.headers.get("etag", "")),
             last_modified=_validator(response.headers.get("last-modified", "")),
         )
@@ -452,4 +458,6 @@ def _fetch_file(request: FetchRequest, settings: Settings) -> FetchResult:
         return _error(request, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
     if len(body) > settings.max_body_bytes:
         return _error(request, f"the file is larger than the {_size(settings.max_body_bytes)} cap")
-    return FetchResult(request=request, outcome=FetchOutcome.OK, body=body, final_url=request.url)
+    return FetchResult(
+        request=request, outcome=FetchOutcome.OK, body=body, final_url=request.url, size=len(body)
+    )

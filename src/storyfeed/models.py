@@ -132,6 +132,7 @@ class ParsedFeed:
     ttl_seconds: int | None = None
     format: str = ""
     warnings: tuple[str, ...] = ()
+    without_id: int = 0  # stories the feed gave no guid/id: keyed by link or text instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,9 @@ class FetchResult:
     max_age: int | None = None  # seconds, from Cache-Control
     retry_after: datetime | None = None
     error: str = ""
+    redirects: tuple[tuple[int, str], ...] = ()  # (status, URL that answered it), in order
+    size: int = 0  # bytes of the (decompressed) body
+    elapsed_ms: int | None = None
 
 
 class RefreshOutcome(enum.StrEnum):
@@ -227,6 +231,7 @@ class FeedUpdate:
     ttl_seconds: int | None = None
     retry_after: datetime | None = None
     stories: tuple[ParsedStory, ...] = ()
+    diagnosis: str | None = None  # JSON: what the fetch saw, for `doctor`
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,6 +153,15 @@ def _assemble(
         ttl_seconds=ttl,
         format=version,
         warnings=warnings,
+        without_id=sum(1 for entry in entries if not _has_id(entry.get("id"))),
+    )
+
+
+def _has_id(value: Any) -> bool:
+    return (
+        isinstance(value, str | int)
+        and not isinstance(value, bool)
+        and bool(clean_line(str(value)))
     )
 
 
@@ -719,6 +728,9 @@ def _parse_json_feed(body: bytes, url: str, now: datetime) -> ParsedFeed:
         site_url=_link(_absolute(base, _text(data.get("home_page_url")))),
         stories=stories,
         format="json" + str(data["version"]).rsplit("/", 1)[-1],
+        without_id=sum(
+            1 for item in items if isinstance(item, dict) and not _has_id(item.get("id"))
+        ),
     )
 
 

@@ -29,7 +29,13 @@ from storyfeed.models import (
 from storyfeed.text import redact_url
 
 if TYPE_CHECKING:
-    from storyfeed.reports import ImportReport, PruneReport, SearchHit, SettingValue
+    from storyfeed.reports import (
+        Checkup,
+        ImportReport,
+        PruneReport,
+        SearchHit,
+        SettingValue,
+    )
 
 _STATE_CELLS = {
     StoryState.NEW: Text("NEW", style="bold green"),
@@ -588,6 +594,54 @@ def search_json(hits: Iterable[SearchHit], summary: Callable[[Story], str]) -> s
 
 
 # --- doctor --------------------------------------------------------------------------
+
+_VERDICT_STYLES = {
+    "INFO": "dim",  # keyed by Verdict, a StrEnum: its members are these strings
+    "OK": "green",
+    "WARN": "yellow",
+    "FAIL": "bold red",
+}
+
+
+def doctor_view(checkups: Sequence[Checkup]) -> Group:
+    """A panel per subject (storyfeed, then each feed): a verdict, a topic and what
+    was found on each line, with advice beneath."""
+    from rich.panel import Panel
+
+    panels = []
+    for checkup in checkups:
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, width=4)
+        grid.add_column(no_wrap=True, style="bold")
+        grid.add_column(overflow="fold")
+        for finding in checkup.findings:
+            text = Text(finding.text)
+            if finding.advice:
+                text.append("\n→ " + finding.advice, style="italic")
+            style = _VERDICT_STYLES[finding.verdict]
+            grid.add_row(Text(finding.verdict.value, style=style), Text(finding.topic), text)
+        verdict = checkup.verdict
+        title = Text(verdict.value, style=_VERDICT_STYLES[verdict])
+        title.append("  " + (f"{checkup.feed_id}: " if checkup.feed_id is not None else ""))
+        title.append(checkup.subject)
+        border = "dim" if verdict == "OK" else _VERDICT_STYLES[verdict]
+        panels.append(Panel(grid, title=title, title_align="left", border_style=border))
+    return Group(*panels)
+
+
+def doctor_lines(checkups: Iterable[Checkup]) -> Iterator[str]:
+    """Tab-separated, a line per finding: feed id ("" for storyfeed itself),
+    subject, verdict, topic, text, advice."""
+    for checkup in checkups:
+        subject_id = "" if checkup.feed_id is None else str(checkup.feed_id)
+        for finding in checkup.findings:
+            fields = (subject_id, checkup.subject, finding.verdict.value, finding.topic,
+                      finding.text, finding.advice)  # fmt: skip
+            yield "\t".join(field.replace("\t", " ") for field in fields)
+
+
+def doctor_json(record: dict[str, Any]) -> str:
+    return _dump(record)
 
 
 # --- retention -----------------------------------------------------------------------

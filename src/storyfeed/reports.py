@@ -6,6 +6,7 @@ defining them (a frozen dataclass costs ~0.4 ms at every start).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -106,3 +107,55 @@ class SettingValue:
     source: str  # "default", "config file (PATH)" or "environment (STORYFEED_HOME)"
     doc: str = ""
     data: str | int | float | bool | tuple[str, ...] = ""  # the value itself (redacted)
+
+
+class Verdict(enum.StrEnum):
+    """How a doctor finding reads: from a plain fact to a failure."""
+
+    INFO = "INFO"
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing doctor found: a fact, its verdict, and what to do about it."""
+
+    topic: str
+    verdict: Verdict
+    text: str
+    advice: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkup:
+    """What doctor says of one subject: storyfeed itself, or a feed."""
+
+    subject: str
+    findings: tuple[Finding, ...]
+    feed_id: int | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        """The worst verdict of the findings (OK when all are facts)."""
+        order = (Verdict.FAIL, Verdict.WARN)
+        found = {finding.verdict for finding in self.findings}
+        return next((verdict for verdict in order if verdict in found), Verdict.OK)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseHealth:
+    """What the database says of itself."""
+
+    schema_version: int
+    sqlite_version: str
+    check: str  # "integrity_check" or "quick_check"
+    problems: tuple[str, ...]  # empty when the check passed
+    feeds: int
+    stories: int
+    newest_story: int  # the highest story id
+    indexed_through: int  # the search index holds the stories up to this id
+    unindexed: int  # stories above it
+    page_bytes: int  # page_count x page_size
+    free_bytes: int  # freelist_count x page_size

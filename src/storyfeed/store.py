@@ -43,7 +43,7 @@ from storyfeed.models import (
 )
 
 if TYPE_CHECKING:
-    from storyfeed.reports import MarkedStory, NewSubscription
+    from storyfeed.reports import DatabaseHealth, MarkedStory, NewSubscription
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: feeds and stories. AUTOINCREMENT: an id is never handed out twice, so a
@@ -648,6 +648,9 @@ class Store:
         assignments += ", error_count = " + ("0" if update.success else "error_count + 1")
         if not update.success:
             assignments += f", failing_since = COALESCE(failing_since, {_ts(update.fetched_at)})"
+        if update.diagnosis is not None:
+            fields["diagnosis"] = self._keep_last_parse(update.feed_id, update.diagnosis)
+            assignments += ", diagnosis = ?"
         self._db.execute(
             f"UPDATE feeds SET {assignments} WHERE id = ?",  # noqa: S608 (names are ours)
             (*fields.values(), update.feed_id),
@@ -1164,6 +1167,72 @@ class Store:
         ]
 
     # --- doctor -----------------------------------------------------------
+
+    def _keep_last_parse(self, feed_id: int, diagnosis: str) -> str:
+        """A fetch that parsed nothing (304, the same body, an error) keeps the last
+        parse's findings, so `doctor` still knows the stories without guid or date."""
+        import json
+
+        record = json.loads(diagnosis)
+        if "parse" in record:
+            return diagnosis
+        row = self._db.execute("SELECT diagnosis FROM feeds WHERE id = ?", (feed_id,)).fetchone()
+        try:
+            previous = json.loads(row[0]).get("parse") if row and row[0] else None
+        except (ValueError, AttributeError):
+            previous = None  # unreadable: nothing to keep
+        if not isinstance(previous, dict):
+            return diagnosis
+        record["parse"] = previous
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+    @_translated
+    def diagnoses(self) -> dict[int, str]:
+        """What each feed's last fetch saw (JSON text; '' before the first)."""
+        rows = self._db.execute("SELECT id, diagnosis FROM feeds")
+        return {int(feed_id): str(diagnosis) for feed_id, diagnosis in rows}
+
+    @_translated
+    def health(self, *, quick_above: int = 512 * 1024 * 1024) -> DatabaseHealth:
+        """The database's own account of itself: schema, size, counts, the search
+        index's lag and an integrity check (``quick_check`` above ``quick_above``
+        bytes, where the full one would take seconds)."""
+        from storyfeed.reports import DatabaseHealth
+
+        def number(query: str) -> int:
+            return int(self._db.execute(query).fetchone()[0] or 0)
+
+        page_size = number("PRAGMA page_size")
+        page_bytes = number("PRAGMA page_count") * page_size
+        check = "integrity_check" if page_bytes <= quick_above else "quick_check"
+        self._db.execute("BEGIN")  # one snapshot for every figure
+        try:
+            try:
+                problems = [str(row[0]) for row in self._db.execute(f"PRAGMA {check}(20)")]
+            except sqlite3.DatabaseError as exc:  # damage the check itself trips over
+                problems = [str(exc)]
+            newest = number("SELECT COALESCE(MAX(id), 0) FROM stories")
+            through = number("SELECT indexed_through FROM search_index WHERE id = 1")
+            unindexed = self._db.execute(
+                "SELECT COUNT(*) FROM stories WHERE id > ?", (through,)
+            ).fetchone()[0]
+            health = DatabaseHealth(
+                schema_version=self._version(),
+                sqlite_version=sqlite3.sqlite_version,
+                check=check,
+                problems=() if problems == ["ok"] else tuple(problems),
+                feeds=number("SELECT COUNT(*) FROM feeds"),
+                stories=number("SELECT COUNT(*) FROM stories"),
+                newest_story=newest,
+                indexed_through=through,
+                unindexed=int(unindexed),
+                page_bytes=page_bytes,
+                free_bytes=number("PRAGMA freelist_count") * page_size,
+            )
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        return health
 
     # --- retention --------------------------------------------------------
 
