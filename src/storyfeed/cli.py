@@ -712,9 +712,6 @@ def say(message: str) -> None:
     _to_stderr(f"storyfeed: {clean_line(message)}\n")
 
 
-# --- the error boundary --------------------------------------------------------------
-
-
 # --- tags ----------------------------------------------------------------------------
 
 
@@ -1116,6 +1113,9 @@ def config_command(
         _show(render.settings_table(values))
     else:
         _out_lines(render.settings_lines(values))
+
+
+# --- the error boundary --------------------------------------------------------------
 
 
 # user:password@ in a URL quoted back by a usage error (`notify json://u:p@h/` without --to)
