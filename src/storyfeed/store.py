@@ -415,10 +415,15 @@ class Store:
             raise
 
     def _begin(self, wait: float) -> None:
+        self._execute_waiting("BEGIN IMMEDIATE", wait)
+
+    def _execute_waiting(self, statement: str, wait: float) -> None:
+        """Run a statement that needs the write lock, trying again for up to ``wait``
+        seconds while another process holds it (in short steps: see _write)."""
         deadline = time.monotonic() + wait
         while True:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(statement)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
@@ -1324,17 +1329,8 @@ class Store:
         """Rebuild the file without its free pages, then fold the write-ahead log back
         into it so that the file shrinks now. Waits for other writers like any write;
         listings in other processes go on meanwhile from the old pages."""
+        self._execute_waiting("VACUUM", self.busy_timeout)
         deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                self._db.execute("VACUUM")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise
-            time.sleep(0.05)
         # The log now holds the whole rewritten file; a listing reading meanwhile
         # keeps it from being folded back, so try again for a while.
         while self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
