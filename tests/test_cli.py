@@ -754,6 +754,13 @@ def test_feed_arguments_complete_from_the_database(run: Run, home: Path) -> None
     assert str(feed_id) in complete(home, "storyfeed remove ")
     assert complete(home, f"storyfeed refresh {feed_id}") == [str(feed_id)]
     assert complete(home, "storyfeed list 9") == []
+    for words in (
+        "storyfeed list --feed ",
+        "storyfeed doctor ",
+        "storyfeed tag ",
+        "storyfeed set ",
+    ):
+        assert str(feed_id) in complete(home, words), words
 
 
 def test_color_never_and_no_color_keep_escapes_out(run: Run, home: Path) -> None:

@@ -280,7 +280,12 @@ def list_command(
     as_json: JsonOpt = False,
     feeds: Annotated[
         list[str] | None,
-        typer.Option("--feed", metavar="FEED", help="Stories of this feed (repeatable)."),
+        typer.Option(
+            "--feed",
+            metavar="FEED",
+            help="Stories of this feed (repeatable).",
+            autocompletion=_complete_feed,
+        ),
     ] = None,
     tags: Annotated[
         list[str] | None,
@@ -540,7 +545,13 @@ def mark_command(
     story_ids: Annotated[list[int] | None, typer.Argument(metavar="[ID]...")] = None,
     all_stories: Annotated[bool, typer.Option("--all", help="Every story.")] = False,
     feed: Annotated[
-        str | None, typer.Option("--feed", metavar="FEED", help="Every story of one feed.")
+        str | None,
+        typer.Option(
+            "--feed",
+            metavar="FEED",
+            help="Every story of one feed.",
+            autocompletion=_complete_feed,
+        ),
     ] = None,
 ) -> None:
     """Mark stories read or unread."""
@@ -838,7 +849,12 @@ def search_command(
     ],
     feeds: Annotated[
         list[str] | None,
-        typer.Option("--feed", metavar="FEED", help="Only this feed (repeatable)."),
+        typer.Option(
+            "--feed",
+            metavar="FEED",
+            help="Only this feed (repeatable).",
+            autocompletion=_complete_feed,
+        ),
     ] = None,
     limit: Annotated[
         int | None,
@@ -967,7 +983,11 @@ def doctor_command(
     ctx: typer.Context,
     feed: Annotated[
         str | None,
-        typer.Argument(metavar="[FEED]", help="Only this feed (id, URL, or part of its title)."),
+        typer.Argument(
+            metavar="[FEED]",
+            help="Only this feed (id, URL, or part of its title).",
+            autocompletion=_complete_feed,
+        ),
     ] = None,
     as_json: JsonOpt = False,
     refresh: Annotated[
