@@ -1072,3 +1072,26 @@ def test_open_hands_only_absolute_web_urls_to_the_browser(
             f"Link: http://reader:***@{host}{path}\n" in shown.out
         ), shown.out
         assert "hunter2" not in shown.out and "bank.example" not in shown.out
+
+
+def test_hostile_urls_in_an_imported_subscription_list_are_skipped(
+    run: Run, tmp_path: Path
+) -> None:
+    """An OPML file's feed URLs are the file author's text: control, bidi and invisible
+    characters in them are refused like a feed's own, not stored and shown."""
+    hostile = [
+        "https://a.example/&#x202e;lmx.sser",
+        "https://b.example/feed&#x9b;2J",
+        "https://c.example/&#x200b;feed",
+    ]
+    outlines = "".join(f'<outline text="F{n}" xmlUrl="{url}"/>' for n, url in enumerate(hostile))
+    opml = tmp_path / "hostile.opml"
+    opml.write_text(f'<opml version="2.0"><head/><body>{outlines}</body></opml>')
+
+    result = run("import", str(opml), "--json")
+
+    assert json.loads(result.out)["added"] == 0
+    assert_inert(result.err, "import's warnings")
+    for output in (run("feeds").out, run("feeds", "--json").out, run("export").out):
+        assert_inert(output, "feeds and export")
+        assert "example" not in output

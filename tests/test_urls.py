@@ -84,3 +84,18 @@ def test_local_paths_become_file_urls(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(InvalidURLError):
         normalise_url("./my feed.xml", cwd=Path(os.sep))  # relative to another folder
     assert same_url(normalise_url("my feed.xml"), f"file://{tmp_path}/my%20feed.xml")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://a.example/\u202elmx.sser",  # right-to-left override
+        "https://a.example/feed\x9b2J",  # C1 CSI
+        "https://a.example/\u200bfeed",  # zero-width space
+        "https://a.example/fe\ned",
+        "https://a.example/a\tb",
+    ],
+)
+def test_urls_holding_control_or_invisible_characters_are_refused(url: str) -> None:
+    with pytest.raises(InvalidURLError, match="control or invisible"):
+        normalise_url(url)

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes, urlsplit, urlunsplit
 
 from storyfeed.errors import InvalidURLError
-from storyfeed.text import redact_url
+from storyfeed.text import clean_line, redact_url
 
 _FILE_SUFFIXES = (".xml", ".rss", ".atom", ".rdf", ".json", ".html", ".htm", ".opml", ".txt")
 _HOST_AND_PORT = re.compile(
@@ -52,6 +52,10 @@ def normalise_url(text: str, cwd: Path | None = None) -> str:
 
 
 def _checked(url: str) -> str:
+    if clean_line(url) != url:
+        # Control, bidi or invisible characters (or line breaks) would be stored and shown
+        # with the feed: refused, as a feed's own text would have them removed.
+        raise InvalidURLError(f"{redact_url(url)!r} holds control or invisible characters")
     parts = urlsplit(url)
     if parts.scheme.lower() != "file":
         if not parts.hostname:
