@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -954,3 +955,16 @@ def test_the_search_index_catches_up_and_follows_changes(
     assert store.catch_up_search_index() == 1
     store.remove_feed(feed.id)
     assert fts_ids(db_path, "story OR renamed") == []
+
+
+def test_a_fetch_revives_a_retired_feed_but_never_undoes_a_pause(store: Store, feed: Feed) -> None:
+    """A refresh decides its update from the feed as it was when it started: a pause set
+    meanwhile (`storyfeed set FEED paused yes` during a cron run) must survive it."""
+    answered = replace(update(feed.id, parsed("a")), status=FeedStatus.ACTIVE)
+    store.set_feed_settings(feed.id, status=FeedStatus.PAUSED)
+    store.apply_update(answered)
+    assert store.feed(feed.id).status is FeedStatus.PAUSED  # type: ignore[union-attr]
+
+    store.set_feed_settings(feed.id, status=FeedStatus.GONE)
+    store.apply_update(answered)
+    assert store.feed(feed.id).status is FeedStatus.ACTIVE  # type: ignore[union-attr]

@@ -192,9 +192,9 @@ def _decide(
             fetched_at=now,
             next_fetch_at=now + interval,
             success=True,
-            # A retired feed that answers again is active again; a paused one fetched
-            # because it was named stays paused.
-            status=None if feed.status is FeedStatus.PAUSED else FeedStatus.ACTIVE,
+            # A retired feed that answers again is active again (the store leaves a
+            # paused one paused, even one paused while this fetch was under way).
+            status=FeedStatus.ACTIVE,
             url=fetched.moved_to or None,
             etag=fetched.etag,
             last_modified=fetched.last_modified,

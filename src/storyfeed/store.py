@@ -638,8 +638,9 @@ class Store:
         else:
             fields["last_error"] = update.error
             fields["last_error_at"] = _ts(update.fetched_at)
+        revive = update.status is FeedStatus.ACTIVE
         optional = {
-            "status": update.status.value if update.status else None,
+            "status": update.status.value if update.status and not revive else None,
             "feed_title": update.feed_title,
             "site_url": update.site_url,
             "etag": update.etag,
@@ -649,6 +650,10 @@ class Store:
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         assignments = ", ".join(f"{name} = ?" for name in fields)
+        if revive:
+            # Only a retired feed comes back: a pause (maybe set by `storyfeed set` while
+            # this fetch was under way) is the user's, and stays.
+            assignments += ", status = CASE status WHEN 'gone' THEN 'active' ELSE status END"
         # Counted in SQL: two processes failing the same feed both count.
         assignments += ", error_count = " + ("0" if update.success else "error_count + 1")
         if not update.success:
