@@ -202,6 +202,8 @@ def test_older_than_takes_ages_and_dates(run: Run, home: Path, feed: DatedFeed) 
         ("-3d", "neither an age"),
         ("2999-01-01", "in the future"),
         ("2026-02-30", "not a date"),
+        ("3000y", "before the year 1"),
+        ("1000000w", "before the year 1"),
     ],
 )
 def test_a_bad_age_is_a_usage_error(run: Run, older_than: str, fragment: str) -> None:

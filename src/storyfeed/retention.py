@@ -56,7 +56,10 @@ def cutoff(older_than: str | None, default_age: int, now: datetime) -> datetime:
         raise ValueError(
             f"{text!r} is less than a day (m means minutes: six months is 26w or 183d)"
         )
-    return now - age
+    try:
+        return now - age
+    except OverflowError:
+        raise ValueError(f"{text!r} reaches before the year 1: nothing is that old") from None
 
 
 def should_vacuum(file_bytes: int, free_bytes: int) -> bool:
