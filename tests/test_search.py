@@ -442,3 +442,10 @@ def test_a_busy_database_still_searches_what_is_indexed() -> None:
     other._db.execute("ROLLBACK")
     other.close()
     app.close()
+
+
+@pytest.mark.parametrize("mistyped", ["--limt", "--jsno"])
+def test_a_mistyped_option_is_a_usage_error_not_search_words(run: Run, mistyped: str) -> None:
+    result = run("search", "kiwi", mistyped, "1")
+    assert result.code == 2
+    assert mistyped in result.err and result.out == ""

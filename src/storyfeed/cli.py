@@ -839,7 +839,7 @@ def set_command(
         "one OR other matches either; -word or NOT word leaves out stories with it; "
         "title:word, author:word, summary:word and content:word look in one field. "
         "Anything else (c++, don't) is searched for as the words in it; AND changes nothing. "
-        "Put the query after -- when it starts with -n or --."
+        "Put the query after -- when it starts with -n; quote words that start with --."
     ),
 )
 def search_command(
@@ -866,6 +866,13 @@ def search_command(
     """Search titles, authors, summaries and content; the best matches first."""
     from storyfeed import searching
 
+    # Unknown options reach the query (so that `search llm -vision` needs no --): a
+    # mistyped long option (--limt, --jsno) must not silently become search words.
+    if mistyped := next((word for word in query if re.match(r"--[A-Za-z]", word)), None):
+        raise typer.BadParameter(
+            f"no such option {mistyped}; to search for it, quote it: '\"{mistyped}\"'",
+            param_hint="QUERY",
+        )
     text = " ".join(query)
     if not text.strip():
         raise typer.BadParameter("give words to search for", param_hint="QUERY")
