@@ -225,6 +225,65 @@ def test_a_failing_feed_shows_its_streak_and_fails_when_named(
     assert "\tFAIL\terror streak\t" in piped.out
 
 
+def test_the_schedule_follows_the_feeds_own_interval(run: Run, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/blog.xml").respond_with_data(
+        BLOG, content_type="application/rss+xml", headers={"Cache-Control": "max-age=60"}
+    )
+    assert run("add", httpserver.url_for("/blog.xml")).code == 0
+    assert run("set", "1", "interval", "6h").code == 0
+
+    _, data = report(run, "1")
+    feed = data["feeds"][0]
+    assert feed["schedule"]["interval"] == 6 * 3600
+    schedule = findings(feed)["schedule"]["text"]
+    assert "storyfeed waits 6 h between fetches" in schedule
+    assert "the feed's own interval" in schedule
+    listed = json.loads(run("feeds", "--json").out)[0]
+    assert feed["schedule"]["next_fetch"] == listed["next_fetch"]
+
+
+def test_a_retired_feed_with_a_streak_is_not_promised_a_next_try(
+    run: Run, httpserver: HTTPServer
+) -> None:
+    serve_blog(httpserver, "/blog.xml", honour=False)
+    assert run("add", httpserver.url_for("/blog.xml")).code == 0
+    httpserver.clear()
+    httpserver.expect_request("/blog.xml").respond_with_data("down", status=500)
+    assert run("refresh", "--force").code == 1
+    httpserver.clear()
+    httpserver.expect_request("/blog.xml").respond_with_data("gone", status=410)
+    assert run("refresh", "--force").code == 0  # retiring is reported, not failed on
+
+    _, data = report(run, "1")
+    feed = data["feeds"][0]
+    assert (feed["status"], feed["errors"]["count"]) == ("gone", 2)
+    assert feed["schedule"]["next_fetch"] is None
+    assert json.loads(run("feeds", "--json").out)[0]["next_fetch"] is None
+    advice = [f["advice"] or "" for f in feed["findings"]]
+    assert not any("next try" in text or "keeps trying" in text for text in advice)
+    assert "`storyfeed refresh FEED` tries again" in findings(feed)["error streak"]["advice"]
+
+
+def test_a_paused_failing_feed_says_how_to_unpause(run: Run, httpserver: HTTPServer) -> None:
+    serve_blog(httpserver, "/blog.xml", honour=False)
+    assert run("add", httpserver.url_for("/blog.xml")).code == 0
+    httpserver.clear()
+    httpserver.expect_request("/blog.xml").respond_with_data("down", status=500)
+    assert run("refresh", "--force").code == 1
+    assert run("set", "1", "paused", "yes").code == 0
+
+    _, data = report(run, "1")
+    feed = data["feeds"][0]
+    assert (feed["status"], feed["errors"]["count"]) == ("paused", 1)
+    assert feed["schedule"]["next_fetch"] is None
+    found = findings(feed)
+    assert "schedule" not in found
+    assert "`storyfeed set FEED paused no` unpauses it" in found["status"]["advice"]
+    streak = found["error streak"]["advice"]
+    assert "`storyfeed set FEED paused no`" in streak
+    assert "next try" not in streak
+
+
 def test_a_damaged_index_fails_the_integrity_check(run: Run, home: Path) -> None:
     assert run("add", str(DATA / "blog.rss")).code == 0
     code, data = report(run)
@@ -349,6 +408,40 @@ def test_a_retired_feed_fails_and_says_how_to_try_again() -> None:
     assert "410 Gone" in checkup.findings[0].text
     assert "storyfeed refresh FEED" in checkup.findings[0].advice
     assert record["status"] == "gone"
+
+
+@pytest.mark.parametrize(
+    ("status", "wanted"),
+    [
+        (FeedStatus.GONE, "`storyfeed refresh FEED` tries again"),
+        (FeedStatus.PAUSED, "`storyfeed set FEED paused no` unpauses it"),
+    ],
+)
+def test_a_streak_on_a_feed_that_is_not_fetched_promises_no_next_try(
+    status: FeedStatus, wanted: str
+) -> None:
+    feed = feed_with(
+        status=status,
+        error_count=3,
+        failing_since=NOW - timedelta(days=2),
+        last_error="HTTP 410 Gone",
+        next_fetch_at=NOW + timedelta(hours=4),
+    )
+    checkup, record = doctor.feed_checkup(feed, None, SETTINGS, NOW)
+    streak = next(f for f in checkup.findings if f.topic == "error streak")
+    assert streak.text.startswith("3 failures in a row since ")
+    assert wanted in streak.advice
+    assert "next try" not in streak.advice
+    assert record["schedule"]["next_fetch"] is None
+
+
+def test_a_server_asking_more_than_the_feeds_own_interval_raises_it() -> None:
+    diagnosis = {"at": "2026-06-01T12:00:00Z", "outcome": "ok", "status": 200, "max_age": 7200}
+    feed = feed_with(refresh_interval=3600, last_success_at=NOW, next_fetch_at=NOW)
+    checkup, record = doctor.feed_checkup(feed, diagnosis, SETTINGS, NOW)
+    assert record["schedule"]["interval"] == 7200
+    schedule = next(f for f in checkup.findings if f.topic == "schedule")
+    assert "the feed's own interval of 60 min is raised by what the server asks" in schedule.text
 
 
 def test_retry_after_and_expires_are_explained() -> None:

@@ -185,6 +185,11 @@ def _repair_advice(paths: Paths, problems: tuple[str, ...]) -> str:
 # --- one feed --------------------------------------------------------------------------
 
 
+_UNPAUSE = (
+    "`storyfeed set FEED paused no` unpauses it; `storyfeed refresh FEED` fetches it once, paused"
+)
+
+
 def feed_checkup(
     feed: Feed, diagnosis: Mapping[str, Any] | None, settings: Settings, now: datetime
 ) -> tuple[Checkup, Record]:
@@ -200,7 +205,7 @@ def feed_checkup(
             )
         )
     elif feed.status is FeedStatus.PAUSED:
-        findings.append(Finding("status", Verdict.WARN, "paused: not fetched"))
+        findings.append(Finding("status", Verdict.WARN, "paused: not fetched", _UNPAUSE))
     if diagnosis is None:
         findings.append(_unrecorded(feed))
     else:
@@ -221,7 +226,7 @@ def feed_checkup(
             "server_expires_in": asked.get("expires_in"),
             "ttl": feed.ttl_seconds,
             "interval": _interval(feed, diagnosis or {}, settings),
-            "next_fetch": _iso(feed.next_fetch_at) or None,
+            "next_fetch": _iso(_next_fetch(feed)) or None,
             "retry_after": _iso(feed.retry_after) or None,
         },
         "errors": {
@@ -402,7 +407,25 @@ def _server_asked(feed: Feed, d: Mapping[str, Any]) -> dict[str, int]:
 
 def _interval(feed: Feed, d: Mapping[str, Any], settings: Settings) -> int:
     asked = _server_asked(feed, d)
-    return int(fetch_interval(settings, asked.get("max_age"), feed.ttl_seconds).total_seconds())
+    interval = fetch_interval(
+        settings, asked.get("max_age"), feed.ttl_seconds, feed.refresh_interval
+    )
+    return int(interval.total_seconds())
+
+
+def _next_fetch(feed: Feed) -> datetime | None:
+    """When a refresh fetches the feed next; None for a retired or paused feed, which
+    only naming it fetches (as `storyfeed feeds` shows it)."""
+    return feed.next_fetch_at if feed.status is FeedStatus.ACTIVE else None
+
+
+def _interval_source(feed: Feed, interval: int) -> str:
+    if not feed.refresh_interval:
+        return ""
+    own = duration_text(feed.refresh_interval)
+    if interval > feed.refresh_interval:
+        return f"; the feed's own interval of {own} is raised by what the server asks"
+    return "; the feed's own interval, from `storyfeed set FEED interval`"
 
 
 def _schedule_findings(
@@ -427,14 +450,14 @@ def _schedule_findings(
     if feed.ttl_seconds:
         hints.append(f"<ttl> {duration_text(feed.ttl_seconds)}")
     server = "the server asks for " + ", ".join(hints) if hints else "the server gives no hint"
-    interval = duration_text(_interval(feed, d, settings))
+    interval = _interval(feed, d, settings)
     next_fetch = _iso(feed.next_fetch_at) or "now"
     findings = [
         Finding(
             "schedule",
             Verdict.INFO,
-            f"{server}; storyfeed waits {interval} between fetches (longer after errors), "
-            f"next at {next_fetch}",
+            f"{server}; storyfeed waits {duration_text(interval)} between fetches (longer "
+            f"after errors{_interval_source(feed, interval)}), next at {next_fetch}",
         )
     ]
     if feed.retry_after is not None and feed.retry_after > now:
@@ -452,13 +475,21 @@ def _schedule_findings(
 def _streak_findings(feed: Feed) -> list[Finding]:
     if feed.error_count:
         since = _iso(feed.failing_since or feed.last_error_at)
+        if feed.status is FeedStatus.GONE:
+            advice = "storyfeed stopped trying at the 410; `storyfeed refresh FEED` tries again"
+        elif feed.status is FeedStatus.PAUSED:
+            advice = f"storyfeed does not try a paused feed: {_UNPAUSE}"
+        else:
+            advice = (
+                f"storyfeed keeps trying, less often each time; next try at "
+                f"{_iso(feed.next_fetch_at) or 'the next refresh'}"
+            )
         return [
             Finding(
                 "error streak",
                 Verdict.FAIL,
                 f"{_count(feed.error_count, 'failure')} in a row since {since}: {feed.last_error}",
-                f"storyfeed keeps trying, less often each time; next try at "
-                f"{_iso(feed.next_fetch_at) or 'the next refresh'}",
+                advice,
             )
         ]
     if feed.last_success_at is not None:
