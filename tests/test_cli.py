@@ -747,7 +747,7 @@ def complete(home: Path, words: str) -> list[str]:
 
 def test_feed_arguments_complete_from_the_database(run: Run, home: Path) -> None:
     assert complete(home, "storyfeed remove ") == []  # no database: none made either
-    assert not (home / "data").exists() or not list((home / "data").iterdir())
+    assert not (home / "storyfeed.db").exists()
     assert run("add", str(DATA / "blog.rss")).code == 0
     feed_id = json.loads(run("feeds", "--json").out)[-1]["id"]
 
