@@ -477,6 +477,22 @@ def test_hostile_text_is_inert_in_every_output(run: Run, site: Site, kind: str) 
     assert len(news.out.splitlines()) == 1, news.out
     assert "Story3v2 " in news.out
 
+    # The commands of search, diagnosis, settings and moving show the same text.
+    for args in (
+        ("search", "Story*"),
+        ("search", "Story*", "--json"),
+        ("doctor",),
+        ("doctor", "--json"),
+        ("set", str(feed["id"])),
+        ("set", str(feed["id"]), "--json"),
+        ("export",),
+        ("prune", "--dry-run", "--older-than", "1d"),
+    ):
+        outputs[" ".join(args)] = shown = run(*args)
+        assert shown.code == 0, shown
+    assert len(rows(outputs["search Story*"])) == 3
+    assert len(json.loads(outputs["search Story* --json"].out)) == 3
+
     for name, result in outputs.items():
         for stream, text in (("stdout", result.out), ("stderr", result.err)):
             if PAYLOAD_HIDDEN[kind]:
@@ -502,7 +518,16 @@ def test_hostile_text_on_a_terminal_is_plain_text(run: Run, site: Site, kind: st
     listed = on_terminal("list", "--offline")
     read = on_terminal("read", story_id)
     feeds = on_terminal("feeds")
-    screens = {"refresh": refreshed, "list": listed, "read": read, "feeds": feeds}
+    screens = {
+        "refresh": refreshed,
+        "list": listed,
+        "read": read,
+        "feeds": feeds,
+        "search": on_terminal("search", "Story*"),
+        "doctor": on_terminal("doctor"),
+        "set": on_terminal("set", "1"),
+        "tags": on_terminal("tags"),
+    }
     for name, screen in screens.items():
         assert screen.code == 0, screen
         assert_rich_styles_only(screen.out, f"{kind}: {name} on a terminal")

@@ -449,3 +449,9 @@ def test_a_mistyped_option_is_a_usage_error_not_search_words(run: Run, mistyped:
     result = run("search", "kiwi", mistyped, "1")
     assert result.code == 2
     assert mistyped in result.err and result.out == ""
+
+
+def test_all_and_limit_do_not_go_together(run: Run) -> None:
+    result = run("search", "kiwi", "--all", "--limit", "3")
+    assert result.code == 2
+    assert "--all" in result.err

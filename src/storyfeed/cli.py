@@ -873,6 +873,8 @@ def search_command(
             f"no such option {mistyped}; to search for it, quote it: '\"{mistyped}\"'",
             param_hint="QUERY",
         )
+    if every and limit is not None:
+        raise typer.BadParameter("--all and --limit do not go together", param_hint="--all")
     text = " ".join(query)
     if not text.strip():
         raise typer.BadParameter("give words to search for", param_hint="QUERY")
