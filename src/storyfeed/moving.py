@@ -53,7 +53,8 @@ def _shown(source: Path | BinaryIO) -> str:
 
 
 def import_opml(app: App, data: bytes, *, dry_run: bool = False, name: str = "") -> ImportReport:
-    """Subscribe to the feeds of an OPML document, with their folders as tags.
+    """Subscribe to the feeds of an OPML document, with their folders as tags
+    (and, from storyfeed's own export, their settings).
 
     Malformed OPML raises InvalidOPMLError (naming the file as ``name``) before
     anything is written. Feeds already subscribed (under any spelling of their
