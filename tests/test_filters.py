@@ -282,7 +282,7 @@ def test_tag_untag_and_tags(run: Run) -> None:
 
 @pytest.mark.usefixtures("both")
 def test_tag_names_are_checked_and_cleaned(run: Run) -> None:
-    assert_usage_error(run("tag", "2", "a,b"), "comma")
+    assert_usage_error(run("tag", "2", " , "), "empty")  # a comma is a space: nothing is left
     assert_usage_error(run("tag", "2", "  "), "empty")
     assert_usage_error(run("tag", "2", "x" * 101), "100")
     assert run("tags").out == "Work\t1\n"  # a bad name adds none of the others either

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,11 +14,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 from pytest_httpserver import HTTPServer
+from werkzeug import Response
 
 from conftest import DATA, NOW, Result
 from storyfeed import opml
 from storyfeed.errors import InvalidOPMLError
-from storyfeed.models import Feed
+from storyfeed.models import Feed, FeedStatus
+from storyfeed.text import clean_line
 
 Run = Callable[..., Result]
 OPML = DATA / "opml"
@@ -182,6 +185,31 @@ def test_names_and_tags_are_sanitised_trimmed_and_capped() -> None:
     assert second.tags == ()
 
 
+def test_a_comma_in_a_folder_or_category_becomes_a_space() -> None:
+    body = (
+        '<outline text="News, Politics">'
+        + outline("https://a.example/", "A", 'category="/World,Europe/Local,,Elections ,"')
+        + "</outline>"
+    )
+    (found,) = opml.parse_opml(document(body))
+    assert found.tags == ("News Politics", "World", "Europe", "Local", "Elections")
+    assert opml.clean_tag(" a ,b,, c ") == "a b c"
+
+
+def test_storyfeed_attributes_are_read_by_namespace_not_by_prefix() -> None:
+    ns = f'xmlns:sf="{opml.NAMESPACE}" xmlns:other="https://other.example/"'
+    body = (
+        outline("https://a.example/", "A", 'sf:interval="21600" sf:paused="YES" sf:notify="off"')
+        + outline("https://b.example/", "B", 'sf:title="feed" sf:notify="maybe"')
+        + outline("https://c.example/", "C", 'other:interval="60" other:title="feed" paused="yes"')
+    )
+    data = document(body).replace(b'<opml version="2.0">', f'<opml version="2.0" {ns}>'.encode())
+    a, b, c = opml.parse_opml(data)
+    assert (a.interval, a.paused, a.notify, a.title_is_feeds) == ("21600", True, False, False)
+    assert (b.interval, b.paused, b.notify, b.title_is_feeds) == ("", None, None, True)
+    assert (c.interval, c.paused, c.notify, c.title_is_feeds) == ("", None, None, False)
+
+
 # --- the writer -----------------------------------------------------------------------
 
 
@@ -221,33 +249,72 @@ NAMES = st.text(
 )
 
 
-@settings(max_examples=60, deadline=None)
-@example(feeds=[("A\ufffe", ["b\uffff", "\u202e", "B"]), ("", ["x"]), ("\x9d0\x07", [])])
-@given(
-    feeds=st.lists(
-        st.tuples(NAMES, st.lists(NAMES.filter(lambda t: t.strip()), max_size=3)),
-        max_size=8,
-    )
+FEEDS = st.builds(
+    lambda user_title, feed_title, tags, interval, paused, notify: Feed(
+        id=0,
+        url="",
+        user_title=user_title,
+        feed_title=feed_title,
+        tags=opml.merge_tags(tags),
+        refresh_interval=interval,
+        status=FeedStatus.PAUSED if paused else FeedStatus.ACTIVE,
+        notify=notify,
+    ),
+    NAMES,
+    NAMES,
+    st.lists(NAMES.filter(lambda t: t.strip()), max_size=3),
+    st.none() | st.integers(min_value=60, max_value=30 * 24 * 60 * 60),
+    st.booleans(),
+    st.booleans(),
 )
-def test_write_then_parse_gives_back_every_feed_title_and_tag(
-    feeds: list[tuple[str, list[str]]],
-) -> None:
-    written = [
-        Feed(id=i, url=f"https://feeds.example/{i}", user_title=title, tags=opml.merge_tags(tags))
-        for i, (title, tags) in enumerate(feeds)
+
+
+@settings(max_examples=60, deadline=None)
+@example(
+    feeds=[
+        Feed(id=0, url="", user_title="A\ufffe", tags=opml.merge_tags(["b\uffff", "\u202e", "B"])),
+        Feed(id=0, url="", feed_title="Own", tags=("x",), refresh_interval=60, notify=False),
+        Feed(id=0, url="", user_title="\x9d0\x07", status=FeedStatus.PAUSED),
     ]
-    back: dict[str, tuple[str, set[str]]] = {}
+)
+@given(feeds=st.lists(FEEDS, max_size=8))
+def test_write_then_parse_gives_back_every_feed_title_tag_and_setting(feeds: list[Feed]) -> None:
+    written = [
+        replace(feed, id=i, url=f"https://feeds.example/{i}") for i, feed in enumerate(feeds)
+    ]
+    back: dict[str, tuple[opml.OPMLFeed, set[str]]] = {}
     for found in opml.parse_opml(opml.write_opml(written, NOW)):
-        _, tags = back.setdefault(found.url, (found.title, set()))
+        _, tags = back.setdefault(found.url, (found, set()))
         tags.update(found.tags)
 
     def kept(text: str) -> str:
         return opml.clean_tag(opml._NOT_XML.sub("", opml.clean_tag(text)))
 
-    assert {url: (title, {t.casefold() for t in tags}) for url, (title, tags) in back.items()} == {
-        f.url: (kept(f.user_title) or f.url, {kept(t).casefold() for t in f.tags} - {""})
+    def settings_of(f: opml.OPMLFeed) -> tuple[str, bool | None, bool | None, bool]:
+        return (f.interval, f.paused, f.notify, f.title_is_feeds)
+
+    assert {
+        url: (f.title, settings_of(f), {t.casefold() for t in tags})
+        for url, (f, tags) in back.items()
+    } == {
+        f.url: (
+            _name_kept(f),
+            (
+                "" if f.refresh_interval is None else str(f.refresh_interval),
+                True if f.status is FeedStatus.PAUSED else None,
+                None if f.notify else False,
+                not f.user_title,
+            ),
+            {kept(t).casefold() for t in f.tags} - {""},
+        )
         for f in written
     }
+
+
+def _name_kept(feed: Feed) -> str:
+    # A user title that cleans to nothing still hides the feed's own (as `feeds` shows it).
+    name = clean_line(opml._NOT_XML.sub("", clean_line(feed.user_title or feed.feed_title)))
+    return name or feed.url
 
 
 # --- end to end -----------------------------------------------------------------------
@@ -334,9 +401,7 @@ def test_invalid_urls_are_skipped_with_a_reason_each(run: Run) -> None:
     warnings = result.err.splitlines()
     assert len(warnings) == 2
     assert warnings[0].startswith("storyfeed: warning: skipped https://shop.example.com/news: ")
-    assert warnings[1] == (
-        "storyfeed: warning: skipped javascript:alert(1): not an http(s) or file URL"
-    )
+    assert warnings[1] == ("storyfeed: warning: skipped javascript:alert(1): not an http(s) URL")
 
 
 def test_hostile_urls_and_relative_paths_are_skipped(run: Run, tmp_path: Path) -> None:
@@ -358,6 +423,75 @@ def test_hostile_urls_and_relative_paths_are_skipped(run: Run, tmp_path: Path) -
     assert isinstance(skipped, list)
     assert len(skipped) == 4
     assert "pw" not in json.dumps(skipped)
+
+
+def test_local_files_are_skipped_with_a_reason(run: Run, tmp_path: Path) -> None:
+    body = (
+        outline("file:///etc/passwd", "passwd")
+        + outline("FILE:///etc/shadow", "shadow")
+        + outline("feed:file:///etc/hosts", "hosts")
+        + outline(f"file://{DATA / 'blog.rss'}", "blog")
+        + outline("https://a.example/feed", "A")
+    )
+    path = tmp_path / "local.opml"
+    path.write_bytes(document(body))
+    result = run("import", str(path))
+    assert result.code == 0, result
+    assert result.out.startswith("Imported 1 feed")
+    warnings = result.err.splitlines()
+    assert len(warnings) == 4
+    for warning in [warnings[0], warnings[1], warnings[3]]:
+        assert warning.endswith(": local files are not imported; use storyfeed add")
+    assert [f["url"] for f in json.loads(run("feeds", "--json").out)] == ["https://a.example/feed"]
+
+
+def test_a_settings_value_out_of_range_skips_the_feed_and_nonsense_is_ignored(
+    run: Run, tmp_path: Path
+) -> None:
+    ns = f'xmlns:storyfeed="{opml.NAMESPACE}"'
+    body = (
+        outline("https://a.example/", "A", 'storyfeed:interval="5"')
+        + outline("https://b.example/", "B", 'storyfeed:interval="99999999999999"')
+        + outline("https://c.example/", "C", 'storyfeed:interval="6h"')
+        + outline("https://d.example/", "D", 'storyfeed:paused="maybe" storyfeed:title="who"')
+        + outline("https://e.example/", "E", 'storyfeed:interval="3600" storyfeed:notify="no"')
+    )
+    path = tmp_path / "settings.opml"
+    path.write_bytes(document(body).replace(b'version="2.0"', f'version="2.0" {ns}'.encode()))
+    report = import_json(run, str(path))
+    assert report["added"] == 2
+    assert report["skipped_feeds"] == [
+        {
+            "url": f"https://{host}.example/",
+            "reason": f"storyfeed:interval {value!r} is not a number of seconds from 60 to 2592000",
+        }
+        for host, value in [("a", "5"), ("b", "99999999999999"), ("c", "6h")]
+    ]
+    assert settings_of(run) == {
+        "https://d.example/": ("D", None, False, True),
+        "https://e.example/": ("E", 3600, False, False),
+    }
+
+
+def test_tag_and_import_give_a_name_with_a_comma_the_same_tag(run: Run, tmp_path: Path) -> None:
+    path = tmp_path / "folders.opml"
+    path.write_bytes(
+        document(
+            '<outline text="News, Politics">' + outline("https://a.example/", "A") + "</outline>"
+        )
+    )
+    assert import_json(run, str(path))["tags_applied"] == 1
+    path.write_bytes(document(outline("https://b.example/", "B")))
+    import_json(run, str(path))
+    result = run("tag", "B", "news,  politics", "World ,")
+    assert result.code == 0, result
+    feeds = json.loads(run("feeds", "--json").out)
+    assert [f["tags"] for f in feeds] == [["News Politics"], ["News Politics", "World"]]
+    refused = run("tag", "B", " , ")
+    assert (refused.code, refused.err.splitlines()[0]) == (
+        2,
+        "storyfeed: error: Invalid value for TAG: a tag cannot be empty",
+    )
 
 
 def test_malformed_opml_imports_nothing(run: Run, tmp_path: Path) -> None:
@@ -397,13 +531,49 @@ def test_dry_run_changes_nothing(run: Run) -> None:
     assert result.out.startswith("Would import 3 feeds")
 
 
+def settings_of(run: Run) -> dict[str, tuple[str | None, int | None, bool, bool]]:
+    """url -> (user title, interval, paused, notify) of every feed."""
+    feeds = json.loads(run("feeds", "--json").out)
+    result = {}
+    for feed in feeds:
+        shown = json.loads(run("set", str(feed["id"]), "--json").out)
+        result[feed["url"]] = (
+            shown["user_title"],
+            feed["refresh_interval"],
+            feed["paused"],
+            feed["notify"],
+        )
+    return result
+
+
 def test_export_to_a_file_round_trips_into_a_fresh_database(
-    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer
 ) -> None:
+    blog = (DATA / "blog.rss").read_bytes()
+    served = {"/own.xml": blog}
+    httpserver.expect_request("/mine.xml").respond_with_data(
+        blog, content_type="application/rss+xml"
+    )
+    httpserver.expect_request("/own.xml").respond_with_handler(
+        lambda request: Response(served[request.path], content_type="application/rss+xml")
+    )
+    mine, own = httpserver.url_for("/mine.xml"), httpserver.url_for("/own.xml")
     for name in ["newsboat.opml", "feedly.opml", "inoreader.xml", "miniflux.opml"]:
         import_json(run, str(OPML / name))
-    assert run("add", str(DATA / "blog.rss"), "--title", "Mine").code == 0
+    assert run("add", mine, "--title", "Mine").code == 0
+    assert run("add", own).code == 0
+    for command in [
+        (mine, "interval", "6h"),
+        (mine, "notify", "off"),
+        ("https://ars.example.com/feed/", "paused", "yes"),
+        (own, "interval", "1m"),
+        (own, "paused", "yes"),
+    ]:
+        assert run("set", *command).code == 0
     first = exported(run)
+    first_settings = settings_of(run)
+    assert first_settings[mine] == ("Mine", 21600, False, False)
+    assert first_settings[own] == (None, 60, True, True)
     target = tmp_path / "out" / "subscriptions.opml"
     target.parent.mkdir()
     result = run("export", str(target))
@@ -414,8 +584,15 @@ def test_export_to_a_file_round_trips_into_a_fresh_database(
     (fresh / "config.toml").write_text('default_feed = ""\n')
     monkeypatch.setenv("STORYFEED_HOME", str(fresh))
     report = import_json(run, str(target))
-    assert report["added"] == len(first) == 13
+    assert report["added"] == len(first) == 14
+    assert settings_of(run) == first_settings  # the feed's own title is not made the user's
+    assert run("refresh", own).code == 0  # the paused feed, named, brings its title back
     assert exported(run) == first
+    served["/own.xml"] = blog.replace(b"<title>Test Blog</title>", b"<title>Renamed</title>", 1)
+    assert run("refresh", own).code == 0
+    assert json.loads(run("set", own, "--json").out)["title"] == "Renamed"  # it follows the feed
+    served["/own.xml"] = blog
+    assert run("refresh", own).code == 0
     again = tmp_path / "again.opml"
     assert run("export", str(again)).code == 0
 

@@ -1,8 +1,9 @@
 """Use cases for moving in and out: import an OPML file, export one.
 
 An import subscribes without fetching anything (the next refresh or listing
-fetches the new feeds), so even a list of thousands of feeds is in at once; it
-is one transaction, so a failure leaves the database as it was.
+fetches the new feeds), so even a list of thousands of feeds is in at once; the
+subscriptions are one transaction, so a failure leaves the database as it was
+(the feeds' own settings, from storyfeed's export, follow in one write each).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -17,11 +19,16 @@ from urllib.parse import urlsplit
 from storyfeed import opml
 from storyfeed.core import App
 from storyfeed.errors import FileAccessError, InvalidOPMLError, InvalidURLError
+from storyfeed.models import FeedStatus
 from storyfeed.reports import ImportReport, NewSubscription, SkippedOutline
 from storyfeed.text import clean_line, is_web_url, redact_url
 from storyfeed.urls import canonical_url, normalise_url
 
 # --- opml ------------------------------------------------------------------------
+
+# The range config.toml allows for refresh_interval (and `storyfeed set` for a feed's
+# interval): a file that says otherwise was edited by hand or is hostile.
+INTERVAL_RANGE = (60, 30 * 24 * 60 * 60)
 
 
 def read_opml(source: Path | BinaryIO) -> bytes:
@@ -46,7 +53,8 @@ def _shown(source: Path | BinaryIO) -> str:
 
 
 def import_opml(app: App, data: bytes, *, dry_run: bool = False, name: str = "") -> ImportReport:
-    """Subscribe to the feeds of an OPML document, with their folders as tags.
+    """Subscribe to the feeds of an OPML document, with their folders as tags
+    (and, from storyfeed's own export, their settings).
 
     Malformed OPML raises InvalidOPMLError (naming the file as ``name``) before
     anything is written. Feeds already subscribed (under any spelling of their
@@ -69,7 +77,8 @@ def import_opml(app: App, data: bytes, *, dry_run: bool = False, name: str = "")
             continue
         try:
             url = _feed_url(outline.url)
-        except InvalidURLError as exc:
+            interval = _interval(outline.interval)
+        except (InvalidURLError, ValueError) as exc:
             skipped.append(SkippedOutline(shown, str(exc)))
             continue
         if url in known:
@@ -77,21 +86,27 @@ def import_opml(app: App, data: bytes, *, dry_run: bool = False, name: str = "")
         elif url in chosen:  # in several folders: one feed with every folder's tag
             first = chosen[url]
             tags = opml.merge_tags(first.tags, outline.tags)
-            chosen[url] = NewSubscription(first.url, first.user_title, first.site_url, tags)
+            chosen[url] = replace(first, tags=tags)
         else:
+            # A name that is only the URL again is no name (storyfeed's own export
+            # writes one for a feed that has no title), and a feed's own title is
+            # the feed's to keep up to date.
+            named = not outline.title_is_feeds and _canonical(outline.title) != url
             chosen[url] = NewSubscription(
                 url=url,
-                # A name that is only the URL again is no name (storyfeed's own
-                # export writes one for a feed that has no title).
-                user_title="" if _canonical(outline.title) == url else outline.title,
+                user_title=outline.title if named else "",
                 site_url=outline.site_url if is_web_url(outline.site_url) else "",
                 tags=outline.tags,
+                refresh_interval=interval,
+                paused=bool(outline.paused),
+                notify=outline.notify is not False,
             )
     feeds = list(chosen.values())
     if dry_run:
         added, tagged = len(feeds), sum(len(feed.tags) for feed in feeds)
     else:
         added, tagged = app.store.add_feeds(feeds, app.clock()) if feeds else (0, 0)
+        _apply_settings(app, feeds)
     return ImportReport(
         added=added,
         already_subscribed=len(already) + len(feeds) - added,
@@ -101,9 +116,43 @@ def import_opml(app: App, data: bytes, *, dry_run: bool = False, name: str = "")
     )
 
 
+def _interval(text: str) -> int | None:
+    """The seconds of a storyfeed:interval attribute (None if there is none)."""
+    if not text:
+        return None
+    low, high = INTERVAL_RANGE
+    if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+        raise ValueError(
+            f"storyfeed:interval {text!r} is not a number of seconds from {low} to {high}"
+        )
+    return int(text)
+
+
+def _apply_settings(app: App, feeds: list[NewSubscription]) -> None:
+    """Give the feeds just subscribed their own settings from the file."""
+    wanted = {
+        feed.url: feed
+        for feed in feeds
+        if feed.refresh_interval is not None or feed.paused or not feed.notify
+    }
+    if not wanted:
+        return
+    for stored in app.store.feeds():
+        feed = wanted.get(stored.url)
+        if feed is None:
+            continue
+        app.store.set_feed_settings(
+            stored.id,
+            refresh_interval=feed.refresh_interval,
+            status=FeedStatus.PAUSED if feed.paused else None,
+            notify=False if not feed.notify else None,
+        )
+
+
 def _feed_url(text: str) -> str:
-    """The canonical URL of a feed outline: http(s) or file only, checked as `add`
-    checks it; never a path relative to wherever storyfeed happens to run."""
+    """The canonical URL of a feed outline: http(s) only, checked as `add` checks
+    it. Never a local file: the file may come from anyone, and a feed pointing at
+    /etc/... would show that file's text as stories."""
     value = text.strip()
     scheme = value.partition(":")[0].lower() if ":" in value else ""
     if scheme == "feed":
@@ -111,8 +160,10 @@ def _feed_url(text: str) -> str:
         rest = value[len("feed:") :]
         value = rest if rest.lower().startswith(("http:", "https:")) else "http:" + rest
         scheme = value.partition(":")[0].lower()
-    if scheme not in {"http", "https", "file"}:
-        raise InvalidURLError("not an http(s) or file URL")
+    if scheme == "file":
+        raise InvalidURLError("local files are not imported; use storyfeed add")
+    if scheme not in {"http", "https"}:
+        raise InvalidURLError("not an http(s) URL")
     return normalise_url(value)
 
 

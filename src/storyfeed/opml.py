@@ -6,6 +6,12 @@ expansion, no network, a size cap and an outline cap. Folders (outlines that hol
 outlines) and the ``category`` attribute become tags; what URLs are acceptable is
 the importer's business (:mod:`storyfeed.moving`).
 
+A feed's own settings travel as attributes in storyfeed's namespace (NAMESPACE),
+which other readers ignore: ``storyfeed:interval`` (seconds), ``storyfeed:paused``
+("yes"), ``storyfeed:notify`` ("off") and ``storyfeed:title``: "user" when ``text``
+is a name the user gave, "feed" when it is only the feed's own title, which an
+import then leaves to the feed (the next fetch brings it, and later renames follow).
+
 listparser was considered and left out: it reads with an HTML parser in recovery
 mode, so malformed XML passes unnoticed (its ``bozo`` flag is raised for a date
 it cannot read, not for broken XML), and ``parse()`` given a string that starts
@@ -23,8 +29,9 @@ from email.utils import format_datetime
 from lxml import etree
 
 from storyfeed.errors import InvalidOPMLError
-from storyfeed.models import Feed
+from storyfeed.models import Feed, FeedStatus
 from storyfeed.text import clean_line
+from storyfeed.text import clean_tag as text_clean_tag
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_OUTLINES = 100_000
@@ -35,6 +42,9 @@ MAX_TITLE_LENGTH = 500
 # and a JSON Feed's title may have them): dropped when writing, or lxml refuses.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _NOT_FEED_TYPES = {"html+xpath", "xml+xpath", "html+xpath+json+dotnotation", "json+dotnotation"}
+NAMESPACE = "https://github.com/storyfeed/storyfeed/opml"
+_YES = {"yes", "true", "on", "1"}
+_NO = {"no", "false", "off", "0"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,12 @@ class OPMLFeed:
     site_url: str = ""
     tags: tuple[str, ...] = ()
     problem: str = ""  # why this outline cannot be a subscription, if the file says
+    # storyfeed's own attributes (None or "": the file does not say, or says nonsense);
+    # the interval as written (seconds), for the importer to check against its range
+    interval: str = ""
+    paused: bool | None = None
+    notify: bool | None = None
+    title_is_feeds: bool = False  # `title` is the feed's own, not a name to keep
 
 
 def parse_opml(data: bytes) -> list[OPMLFeed]:
@@ -106,7 +122,7 @@ def _feeds(body: etree._Element) -> list[OPMLFeed]:
         url = attrs.get("xmlurl", "").strip()
         children = [child for child in element if _named(child, "outline")]
         if url:
-            found.append(_feed(url, name, attrs, tags))
+            found.append(_feed(url, name, attrs, tags, _our_attributes(element)))
         elif children and name:
             tags = merge_tags((*tags, name))
         stack.extend((child, tags) for child in reversed(children))
@@ -128,7 +144,31 @@ def _title(attrs: dict[str, str]) -> str:
     return title[:MAX_TITLE_LENGTH]
 
 
-def _feed(url: str, title: str, attrs: dict[str, str], folders: tuple[str, ...]) -> OPMLFeed:
+def _our_attributes(element: etree._Element) -> dict[str, str]:
+    """storyfeed's namespaced attributes, by lower-case local name."""
+    prefix = "{" + NAMESPACE + "}"
+    return {
+        str(key)[len(prefix) :].lower(): str(value).strip().lower()
+        for key, value in element.attrib.items()
+        if str(key).startswith(prefix)
+    }
+
+
+def _flag(value: str | None) -> bool | None:
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    return None
+
+
+def _feed(
+    url: str,
+    title: str,
+    attrs: dict[str, str],
+    folders: tuple[str, ...],
+    ours: dict[str, str],
+) -> OPMLFeed:
     kind = attrs.get("type", "").strip().lower()
     problem = ""
     if kind in _NOT_FEED_TYPES:
@@ -143,12 +183,17 @@ def _feed(url: str, title: str, attrs: dict[str, str], folders: tuple[str, ...])
         site_url=attrs.get("htmlurl", "").strip(),
         tags=merge_tags((*folders, *categories)),
         problem=problem,
+        interval=clean_line(ours.get("interval", ""))[:40],
+        paused=_flag(ours.get("paused")),
+        notify=_flag(ours.get("notify")),
+        title_is_feeds=ours.get("title") == "feed",
     )
 
 
 def clean_tag(name: str) -> str:
-    """A tag name from a file: one clean line, at most MAX_TAG_LENGTH characters."""
-    return clean_line(name)[:MAX_TAG_LENGTH].strip()
+    """A tag name from a file: :func:`storyfeed.text.clean_tag` (a comma becomes a
+    space), cut to MAX_TAG_LENGTH characters."""
+    return text_clean_tag(name)[:MAX_TAG_LENGTH].strip()
 
 
 def merge_tags(*groups: Iterable[str]) -> tuple[str, ...]:
@@ -166,7 +211,7 @@ def write_opml(feeds: Sequence[Feed], now: datetime) -> bytes:
     """An OPML 2.0 document of these feeds: one folder per tag holding its feeds (a
     feed with several tags is in each, as Feedly and Inoreader export), then the
     untagged feeds at the top level; folders and feeds in the order of their names."""
-    root = etree.Element("opml", version="2.0")
+    root = etree.Element("opml", version="2.0", nsmap={"storyfeed": NAMESPACE})
     head = etree.SubElement(root, "head")
     etree.SubElement(head, "title").text = "storyfeed subscriptions"
     etree.SubElement(head, "dateCreated").text = format_datetime(now, usegmt=True)
@@ -202,4 +247,12 @@ def _outline(parent: etree._Element, feed: Feed) -> None:
     attrs = {"type": "rss", "text": name, "title": name, "xmlUrl": _NOT_XML.sub("", feed.url)}
     if feed.site_url:
         attrs["htmlUrl"] = _NOT_XML.sub("", feed.site_url)
+    ours = {"title": "user" if feed.user_title else "feed"}
+    if feed.refresh_interval is not None:
+        ours["interval"] = str(feed.refresh_interval)
+    if feed.status is FeedStatus.PAUSED:
+        ours["paused"] = "yes"
+    if not feed.notify:
+        ours["notify"] = "off"
+    attrs.update({f"{{{NAMESPACE}}}{key}": value for key, value in ours.items()})
     etree.SubElement(parent, "outline", attrs)

@@ -21,6 +21,10 @@ class NewSubscription:
     user_title: str = ""
     site_url: str = ""
     tags: tuple[str, ...] = ()
+    # the feed's own settings (from storyfeed's export); Store.add_feeds leaves them
+    refresh_interval: int | None = None
+    paused: bool = False
+    notify: bool = True
 
 
 @dataclass(frozen=True, slots=True)

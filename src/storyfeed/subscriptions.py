@@ -27,6 +27,7 @@ from storyfeed.errors import (
 )
 from storyfeed.models import Feed, FeedLink, FeedStatus, FetchOutcome, FetchRequest, FetchResult
 from storyfeed.text import clean_line, redact_url
+from storyfeed.text import clean_tag as text_clean_tag
 from storyfeed.urls import normalise_url, same_url
 
 # --- subscriptions ---------------------------------------------------------------
@@ -124,14 +125,12 @@ class TagCount:
 
 
 def clean_tag(text: str) -> str:
-    """A tag name as stored: one clean line, trimmed. Raises ValueError for an
-    empty one, one with a comma (some exports separate tags by commas) or one
-    longer than MAX_TAG_LENGTH."""
-    tag = clean_line(text).strip()
+    """A tag name as stored: :func:`storyfeed.text.clean_tag` (commas become
+    spaces, as on import). Raises ValueError for an empty one or one longer than
+    MAX_TAG_LENGTH."""
+    tag = text_clean_tag(text)
     if not tag:
         raise ValueError("a tag cannot be empty")
-    if "," in tag:
-        raise ValueError(f"a tag cannot hold a comma: {tag!r}")
     if len(tag) > MAX_TAG_LENGTH:
         raise ValueError(f"a tag has at most {MAX_TAG_LENGTH} characters: {tag[:20]!r}…")
     return tag

@@ -72,6 +72,16 @@ def clean_line(value: str) -> str:
     return _SPACES.sub(" ", clean_text(value)).strip()
 
 
+def clean_tag(value: str) -> str:
+    """A tag name: :func:`clean_line` with each comma made a space (empty if nothing is left).
+
+    One rule for every way a tag arrives (the `tag` command, an OPML folder or
+    category): some exports and tools separate tags by commas, so a tag never holds
+    one, and a folder "News, Politics" stays one tag, "News Politics".
+    """
+    return clean_line(clean_line(value).replace(",", " "))
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (for messages and listings)."""
     try:
