@@ -20,6 +20,8 @@ from conftest import Result
 from storyfeed import retention
 from storyfeed.config import Paths, load_settings
 from storyfeed.core import App
+from storyfeed.models import FeedUpdate, ParsedStory
+from storyfeed.store import Store
 
 Run = Callable[..., Result]
 NOW = datetime.now(UTC)
@@ -32,6 +34,7 @@ class DatedFeed:
     def __init__(self, server: HTTPServer, path: str = "/feed.xml") -> None:
         self.ages: dict[int, float] = {}
         self.content = ""  # added to every story's description
+        self.guid_prefix = ""  # a feed that makes up new guids changes it on every fetch
         server.expect_request(path).respond_with_handler(self._handle)
         self.url = server.url_for(path)
 
@@ -48,7 +51,8 @@ class DatedFeed:
 
     def body(self) -> bytes:
         items = "".join(
-            f"<item><title>Story {n}</title><link>{self.link(n)}</link><guid>{self.link(n)}</guid>"
+            f"<item><title>Story {n}</title><link>{self.link(n)}</link>"
+            f"<guid>{self.guid_prefix}{self.link(n)}</guid>"
             f"<description>About {n}. {self.content}</description>"
             f"<pubDate>{format_datetime(NOW - age * DAY, usegmt=True)}</pubDate></item>"
             for n, age in sorted(self.ages.items(), key=lambda item: item[1])
@@ -140,6 +144,71 @@ def test_pruned_stories_never_come_back_nor_are_notified(
     # Removing the feed takes its tombstones along.
     assert run("remove", "Dated").code == 0
     assert query(home, "SELECT COUNT(*) FROM tombstones") == [(0,)]
+
+
+def test_pruned_stories_stay_gone_when_the_feed_changes_their_guids(
+    run: Run, home: Path, feed: DatedFeed
+) -> None:
+    subscribe(run, feed)
+    assert run("notify", "--backlog").code == 0
+    assert run("prune", "--include-unread").code == 0
+    assert set(titles(run)) == {"Story 4", "Story 5"}
+
+    # Every story gets a new guid, and a new story arrives: only it is stored and sent.
+    feed.guid_prefix = "urn:fetch:2:"
+    feed.add(6, 0.1)
+    make_due(home)
+    sent = run("notify")
+    assert sent.code == 0, sent
+    assert sent.out.splitlines() == [feed.line(6)]
+    assert titles(run) == {"Story 6": "new", "Story 5": "unread", "Story 4": "unread"}
+    assert query(home, "SELECT COUNT(*) FROM stories") == [(3,)]
+
+    # Again, by a forced refresh and with the old stories edited: still not back.
+    feed.guid_prefix = "urn:fetch:3:"
+    feed.content = "Edited."
+    refreshed = run("refresh", "--force")
+    assert refreshed.code == 0, refreshed
+    assert refreshed.out == "Dated: 3 updated\n"  # 4, 5 and 6 edited; none new
+    assert titles(run) == {"Story 6": "unread", "Story 5": "unread", "Story 4": "unread"}
+    assert query(home, "SELECT COUNT(*) FROM stories") == [(3,)]
+    assert query(home, "SELECT COUNT(*) FROM tombstones") == [(3,)]
+    make_due(home)
+    again = run("notify")
+    assert again.code == 0, again
+    assert again.out == ""
+
+
+def test_only_a_pruned_storys_link_and_title_together_keep_a_new_key_out(
+    tmp_path: Path,
+) -> None:
+    old = NOW - 400 * DAY
+
+    def update(feed_id: int, *stories: tuple[str, str, str]) -> FeedUpdate:
+        parsed = tuple(
+            ParsedStory(key=key, title=title, link=link, published=old)
+            for key, title, link in stories
+        )
+        return FeedUpdate(
+            feed_id=feed_id, fetched_at=NOW, next_fetch_at=NOW, success=True, stories=parsed
+        )
+
+    with closing(Store.open(tmp_path / "storyfeed.db")) as store:
+        first = update(0, ("a", "Moved", "https://x.example/1"), ("b", "No link", ""))
+        feed, _ = store.add_feed("http://127.0.0.1/feed.xml", now=NOW, first=first)
+        other, _ = store.add_feed("http://127.0.0.1/other.xml", now=NOW)
+        assert store.prune(NOW - 180 * DAY, keep_unread=False, now=NOW) == {feed.id: 2}
+
+        same = update(feed.id, ("a2", "Moved", "https://x.example/1"))
+        assert store.apply_update(same) == (0, 0)
+        retitled = update(feed.id, ("a3", "Moved again", "https://x.example/1"))
+        assert store.apply_update(retitled) == (1, 0)
+        # Without a link, a story is known by its key alone.
+        assert store.apply_update(update(feed.id, ("b2", "No link", ""))) == (1, 0)
+        assert store.apply_update(update(feed.id, ("b", "No link", ""))) == (0, 0)
+        # Tombstones are the feed's own.
+        elsewhere = update(other.id, ("a", "Moved", "https://x.example/1"))
+        assert store.apply_update(elsewhere) == (1, 0)
 
 
 def test_unread_stories_are_kept_unless_asked(run: Run, home: Path, feed: DatedFeed) -> None:

@@ -133,7 +133,9 @@ _MIGRATIONS: tuple[str, ...] = (
     # 5: tags, per-feed settings, what the last fetch saw, tombstones, search.
     # refresh_interval: seconds, NULL follows the global setting. diagnosis: JSON
     # written by each fetch for `doctor`. A tombstone keeps a pruned story's key so
-    # that a feed still listing it cannot bring it back. The search index holds the
+    # that a feed still listing it cannot bring it back, and its fingerprint (link
+    # and title, see _fingerprint) for feeds that make up a new key on every fetch
+    # ('' for a story without a link: never matched). The search index holds the
     # stories up to search_index.indexed_through: new ones are indexed by the next
     # search (indexing costs ~6x storing a story, and a refresh must stay fast);
     # the triggers keep indexed stories in step when they change or go.
@@ -151,8 +153,10 @@ _MIGRATIONS: tuple[str, ...] = (
         feed_id INTEGER NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
         key TEXT NOT NULL,
         pruned_at INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (feed_id, key)
     ) WITHOUT ROWID;
+    CREATE INDEX tombstones_by_fingerprint ON tombstones (feed_id, fingerprint);
     CREATE VIRTUAL TABLE stories_fts USING fts5 (
         title, author, summary, content,
         content = 'stories', content_rowid = 'id',
@@ -552,11 +556,11 @@ class Store:
     ) -> tuple[int, int]:
         if not stories:
             return 0, 0
-        stories = self._without_tombstoned(feed_id, stories)
         known = {
             key
             for (key,) in self._db.execute("SELECT key FROM stories WHERE feed_id = ?", (feed_id,))
         }
+        stories = self._without_tombstoned(feed_id, stories, known)
         seen = int(now.timestamp())
         known |= self._rekey_moved(feed_id, stories, known)
         # Oldest first, so ids grow with time like a mailbox's; among equal dates
@@ -1247,21 +1251,43 @@ class Store:
     # --- retention --------------------------------------------------------
 
     def _without_tombstoned(
-        self, feed_id: int, stories: Sequence[ParsedStory]
+        self, feed_id: int, stories: Sequence[ParsedStory], known: set[str]
     ) -> Sequence[ParsedStory]:
-        """The stories whose key was not pruned: a pruned story the feed still lists
-        is known and gone, neither stored again nor updated. Looked up by the
-        document's keys, so a feed's many old tombstones cost nothing."""
-        keys = [story.key for story in stories]
-        gone: set[str] = set()
-        for chunk in _chunks(keys):
-            marks = ",".join("?" * len(chunk))
+        """The stories that were not pruned: a pruned story the feed still lists is
+        known and gone, neither stored again nor updated. It is known by its key or,
+        when its key is not a stored story's, by its link and title: some feeds make
+        up a new key on every fetch (as _rekey_moved says). Looked up by the
+        document's keys and fingerprints in one query, so a feed's many old
+        tombstones cost nothing."""
+        prints = {
+            story.key: _fingerprint(story.link, story.title)
+            for story in stories
+            if story.key not in known
+        }
+        gone_keys: set[str] = set()
+        gone_prints: set[str] = set()
+        for chunk in _chunks(stories):
+            keys = [story.key for story in chunk]
+            fingerprints = sorted({prints[key] for key in keys if prints.get(key)})
+            # Two searches in one query: with OR, SQLite reads all the feed's tombstones.
             rows = self._db.execute(
-                f"SELECT key FROM tombstones WHERE feed_id = ? AND key IN ({marks})",  # noqa: S608
-                (feed_id, *chunk),
+                "SELECT key, fingerprint FROM tombstones WHERE feed_id = ? "  # noqa: S608
+                f"AND key IN ({','.join('?' * len(keys))}) UNION ALL "
+                "SELECT key, fingerprint FROM tombstones WHERE feed_id = ? "
+                f"AND fingerprint IN ({','.join('?' * len(fingerprints))})",
+                (feed_id, *keys, feed_id, *fingerprints),
             )
-            gone.update(key for (key,) in rows)
-        return [story for story in stories if story.key not in gone] if gone else stories
+            for key, fingerprint in rows:
+                gone_keys.add(key)
+                gone_prints.add(fingerprint)
+        gone_prints.discard("")
+        if not gone_keys:
+            return stories
+        return [
+            story
+            for story in stories
+            if story.key not in gone_keys and prints.get(story.key, "") not in gone_prints
+        ]
 
     @staticmethod
     def _prune_filter(keep_unread: bool) -> str:
@@ -1305,17 +1331,20 @@ class Store:
                 through = (_MAX_ROWS, _MAX_ROWS) if last is None else (int(last[0]), int(last[1]))
                 window = f"{condition} AND (sort_at, id) > (?, ?) AND (sort_at, id) <= (?, ?)"
                 params = (_ts(cutoff), *after, *through)
-                self._db.execute(
-                    "INSERT OR REPLACE INTO tombstones (feed_id, key, pruned_at) "  # noqa: S608
-                    f"SELECT feed_id, key, ? FROM stories WHERE {window}",
-                    (_ts(now), *params),
-                )
-                rows = self._db.execute(
-                    f"SELECT feed_id, COUNT(*) FROM stories WHERE {window} GROUP BY feed_id",  # noqa: S608
+                gone = self._db.execute(
+                    f"SELECT feed_id, key, link, title FROM stories WHERE {window}",  # noqa: S608
                     params,
+                ).fetchall()
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO tombstones (feed_id, key, pruned_at, fingerprint) "
+                    "VALUES (?, ?, ?, ?)",
+                    [
+                        (feed_id, key, _ts(now), _fingerprint(link, title))
+                        for feed_id, key, link, title in gone
+                    ],
                 )
-                for feed_id, count in rows.fetchall():
-                    pruned[int(feed_id)] = pruned.get(int(feed_id), 0) + int(count)
+                for feed_id, *_ in gone:
+                    pruned[int(feed_id)] = pruned.get(int(feed_id), 0) + 1
                 self._db.execute(f"DELETE FROM stories WHERE {window}", params)  # noqa: S608
             if last is None:
                 return pruned
@@ -1360,6 +1389,17 @@ class Store:
 
 
 _T = TypeVar("_T")
+
+
+def _fingerprint(link: str, title: str) -> str:
+    """What identifies a story without its key: its link and title, as _rekey_moved
+    matches a story whose key changed; '' for a story without a link (never matched:
+    such a story is known by its key alone)."""
+    if not link:
+        return ""
+    import hashlib  # not for a listing, which never prunes nor stores stories
+
+    return hashlib.blake2b(f"{link}\0{title}".encode(), digest_size=8).hexdigest()
 
 
 def _chunks(values: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
