@@ -690,3 +690,23 @@ def test_import_reads_standard_input(
 def test_the_date_written_is_the_clock_s() -> None:
     root = etree.fromstring(opml.write_opml([], datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)))
     assert root.findtext("head/dateCreated") == "Fri, 02 Jan 2026 03:04:05 GMT"
+
+
+def test_export_writes_through_to_a_pipe(run: Run, tmp_path: Path) -> None:
+    """`storyfeed export /dev/stdout | ...` or a named pipe: not a file to replace."""
+    import os
+    import threading
+
+    assert run("add", str(DATA / "blog.rss")).code == 0
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+
+    result = run("export", str(pipe))
+
+    reader.join(10)
+    assert result.code == 0, result
+    assert b"blog.rss" in received[0] and b"<opml" in received[0]
+    assert pipe.exists() and not pipe.is_file()  # still the pipe, not a file put in its place

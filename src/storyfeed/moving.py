@@ -193,6 +193,15 @@ def write_file(path: Path, data: bytes, *, private: bool = False) -> None:
     one, never half of one, and a failure leaves the old file as it was. A new file
     gets the umask's mode (0600 if ``private``); a replaced one keeps its own."""
     target = path.expanduser()
+    if target.exists() and not target.is_file() and not target.is_dir():
+        # A device or a pipe (/dev/stdout, a named pipe) cannot be replaced: written
+        # through, as `>` would.
+        try:
+            with target.open("wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise FileAccessError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        return
     if target.is_symlink():  # replace the file it points to, not the link
         target = target.resolve()
     if target.is_dir():
