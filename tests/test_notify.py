@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -1030,6 +1031,12 @@ def test_feed_reports_wait_for_three_failures() -> None:
     custom = NotifySettings(report_after_failures=5)
     assert feed_reports([failing(4, timedelta(hours=1))], custom, NOW) == []
     assert len(feed_reports([failing(5, timedelta(hours=1))], custom, NOW)) == 1
+
+
+def test_a_feed_with_notify_off_reports_no_trouble_either() -> None:
+    quiet = replace(failing(5, timedelta(days=2)), notify=False)
+    assert feed_reports([quiet], SETTINGS, NOW) == []
+    assert feed_reports([replace(quiet, status=FeedStatus.GONE)], SETTINGS, NOW) == []
 
 
 def test_feed_reports_or_for_a_day() -> None:

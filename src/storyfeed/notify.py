@@ -122,6 +122,8 @@ def feed_reports(
     """
     reports = []
     for feed in feeds:
+        if not feed.notify:
+            continue  # `storyfeed set FEED notify off`: nothing of this feed, news or trouble
         said = feed.problem_reported
         if feed.status is FeedStatus.GONE:
             if said != RETIRED:
