@@ -137,6 +137,8 @@ NOT_FOR_LISTING = {
     "storyfeed.moving",
     "storyfeed.reports",
     "storyfeed.doctor",
+    "storyfeed.searching",
+    "storyfeed.retention",
 }
 
 
