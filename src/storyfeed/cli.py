@@ -1,7 +1,9 @@
 """The command line: typer wiring and the one error boundary.
 
 Each command parses its options, calls one use case (in :mod:`storyfeed.core`,
-:mod:`~storyfeed.reading`, :mod:`~storyfeed.subscriptions` or :mod:`~storyfeed.notify`)
+:mod:`~storyfeed.reading`, :mod:`~storyfeed.subscriptions`, :mod:`~storyfeed.notify`,
+:mod:`~storyfeed.searching`, :mod:`~storyfeed.moving`, :mod:`~storyfeed.retention` or
+:mod:`~storyfeed.doctor`; all but the first two imported by the commands that use them)
 and prints what :mod:`storyfeed.render` builds: a rich table on a terminal,
 tab-separated lines in a pipe, JSON with ``--json``. Every ``StoryfeedError``
 becomes one ``storyfeed: error: ...`` line and exit status 1 in :func:`run`.
