@@ -1041,3 +1041,31 @@ def test_odd_retry_after_digits(httpserver: HTTPServer, value: str) -> None:
     result = get(httpserver.url_for("/busy"))
     assert result.outcome is FetchOutcome.ERROR
     assert result.error.startswith("HTTP 503")
+
+
+def test_https_is_verified_and_honours_ssl_cert_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pool shares one TLS context (made on its own thread): it verifies
+    certificates, against SSL_CERT_FILE when that is set, as httpx's own would."""
+    import ssl
+
+    tls = DATA / "tls"  # a self-signed certificate for 127.0.0.1, for this test only
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
+    server.start()
+    try:
+        server.expect_request("/feed").respond_with_data(b"<rss>ok</rss>")
+        requests = [FetchRequest(feed_id=1, url=server.url_for("/feed"))]
+        assert requests[0].url.startswith("https://127.0.0.1:")
+
+        (untrusted,) = fetch_many(requests, SETTINGS, NOW)
+        assert untrusted.outcome is FetchOutcome.ERROR
+        assert "TLS error" in untrusted.error and "CERTIFICATE_VERIFY_FAILED" in untrusted.error
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls / "cert.pem"))
+        (trusted,) = fetch_many(requests, SETTINGS, NOW)
+        assert trusted.outcome is FetchOutcome.OK
+        assert trusted.body == b"<rss>ok</rss>"
+    finally:
+        server.clear()
+        server.stop()

@@ -78,7 +78,7 @@ def fetch_batches(
         running["backlog"] = backlog = asyncio.Semaphore(2 * max(1, settings.concurrency))
         started.set()
         try:
-            await _fetch_all(todo, settings, now, finished.put, backlog)
+            await _fetch_all(todo, settings, now, finished.put, backlog, tls)
         except asyncio.CancelledError:
             pass
         except BaseException as exc:  # re-raised in the caller's thread
@@ -86,6 +86,7 @@ def fetch_batches(
         finally:
             finished.put(None)
 
+    tls = _TlsContext()
     worker = threading.Thread(target=asyncio.run, args=(main(),), name="storyfeed-fetch")
     worker.start()
     started.wait()
@@ -120,12 +121,32 @@ def fetch_one(request: FetchRequest, settings: Settings, now: datetime) -> Fetch
     return asyncio.run(main())
 
 
+class _TlsContext:
+    """The TLS context every client shares, made on a thread of its own: loading the
+    CA bundle takes ~15 ms and releases the GIL, so it overlaps the clients' set-up
+    (httpcore's imports) instead of coming before it."""
+
+    def __init__(self) -> None:
+        self._made: list[ssl.SSLContext] = []
+        self._thread = threading.Thread(target=self._make, name="storyfeed-tls", daemon=True)
+        self._thread.start()
+
+    def _make(self) -> None:
+        with contextlib.suppress(Exception):  # made again by get(), where it may raise
+            self._made.append(httpx.create_ssl_context())
+
+    def get(self) -> ssl.SSLContext:
+        self._thread.join()
+        return self._made[0] if self._made else httpx.create_ssl_context()
+
+
 async def _fetch_all(
     todo: list[FetchRequest],
     settings: Settings,
     now: datetime,
     emit: Callable[[FetchResult], None],
     backlog: asyncio.Semaphore,
+    tls: _TlsContext | None = None,
 ) -> None:
     """``backlog`` is taken before each fetch and given back by the consumer of its
     result."""
@@ -163,9 +184,11 @@ async def _fetch_all(
             emit(result)
 
     async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as group:
-        tls = httpx.create_ssl_context()  # loading the CA bundle takes ~15 ms: once
+        import httpcore  # noqa: F401 (httpx's own transport: imported while the TLS context loads)
+
+        context = (tls or _TlsContext()).get()  # one CA bundle for every pool
         clients = [
-            await stack.enter_async_context(_client(settings, size, tls)) for _ in range(shards)
+            await stack.enter_async_context(_client(settings, size, context)) for _ in range(shards)
         ]
         for request in todo:
             group.create_task(one(clients, request))
