@@ -62,6 +62,21 @@ def test_a_worker_parses_exactly_like_the_parser_in_process() -> None:
     assert pool.parse(BLOG, headers, url, NOW) == parse.parse_feed(BLOG, headers, url, NOW)
 
 
+def test_a_warmed_pool_has_a_worker_running_before_its_first_document() -> None:
+    before = set(sandbox._live)
+    pool = sandbox.Pool(FAST, workers=2)
+    pool.warm()
+    pool.warm()  # once is enough
+    deadline = time.monotonic() + 20
+    while not [w for w in set(sandbox._live) - before if w.process is not None]:
+        assert time.monotonic() < deadline, "no worker process was started"
+        time.sleep(0.01)
+    assert len(pool._threads) == 1
+    headers = {"content-type": "application/rss+xml"}
+    url = "https://example.org/feed.xml"
+    assert pool.parse(BLOG, headers, url, NOW) == parse.parse_feed(BLOG, headers, url, NOW)
+
+
 def test_not_a_feed_comes_back_as_not_a_feed() -> None:
     pool = sandbox.Pool(FAST, workers=1)
     with pytest.raises(NotAFeedError, match="HTML page"):

@@ -387,6 +387,7 @@ def refresh(
     results: list[RefreshResult] = []
     parsing: dict[int, tuple[Feed, FetchResult, str]] = {}  # by job number
     pool = parser_pool(app.settings)
+    pool.warm()
 
     def finish(result: RefreshResult) -> None:
         results.append(result)

@@ -95,6 +95,15 @@ class Pool:
                 thread.start()
         self._jobs.put(_Job(key, payload))
 
+    def warm(self) -> None:
+        """Start a worker now, so that its start-up (~70 ms) overlaps the caller's
+        first fetches instead of following them."""
+        with self._lock:
+            if not self._threads:
+                thread = threading.Thread(target=self._serve, name="storyfeed-parse", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
     @property
     def pending(self) -> int:
         """Documents submitted whose outcome has not been taken yet."""
@@ -129,6 +138,8 @@ class Pool:
 
     def _serve(self) -> None:
         worker = _Worker(self.budget)
+        with contextlib.suppress(OSError):  # else said with the first job's outcome
+            worker._started()
         try:
             while (job := self._jobs.get()) is not None:
                 try:
