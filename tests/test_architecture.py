@@ -43,7 +43,7 @@ ALLOWED = {
     "doctor": {"__init__", "models", "text", "config", "core", "reports"},
     "subscriptions": {"errors", "models", "text", "urls", "config", "core", "fetch", "parse"},
     "opml": {"errors", "models", "text"},
-    "moving": {"errors", "models", "text", "urls", "core", "opml", "reports"},
+    "moving": {"errors", "models", "text", "urls", "config", "core", "opml", "reports"},
     "render": {"models", "text", "reports"},
     "searching": {"errors", "models", "text", "htmltext", "core", "reports"},
     "cli": {

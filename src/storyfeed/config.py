@@ -134,9 +134,11 @@ class Settings:
 
 _SECONDS_KEYS = {"refresh_interval", "max_interval", "report_after", "prune_after"}
 _DAY = 24 * 60 * 60
-# Sane ranges: a value outside them is a typo, not a wish.
+# Sane ranges: a value outside them is a typo, not a wish. A feed's own interval
+# (`storyfeed set`, an imported OPML file) keeps to the global one's.
+REFRESH_INTERVAL_RANGE = (60, 30 * _DAY)
 _RANGES: dict[str, tuple[float, float]] = {
-    "refresh_interval": (60, 30 * _DAY),
+    "refresh_interval": REFRESH_INTERVAL_RANGE,
     "max_interval": (60, 365 * _DAY),
     "connect_timeout": (0.1, 3600),
     "read_timeout": (0.1, 3600),

@@ -17,6 +17,7 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from storyfeed import opml
+from storyfeed.config import REFRESH_INTERVAL_RANGE
 from storyfeed.core import App
 from storyfeed.errors import FileAccessError, InvalidOPMLError, InvalidURLError
 from storyfeed.models import FeedStatus
@@ -25,10 +26,6 @@ from storyfeed.text import clean_line, is_web_url, redact_url
 from storyfeed.urls import canonical_url, normalise_url
 
 # --- opml ------------------------------------------------------------------------
-
-# The range config.toml allows for refresh_interval (and `storyfeed set` for a feed's
-# interval): a file that says otherwise was edited by hand or is hostile.
-INTERVAL_RANGE = (60, 30 * 24 * 60 * 60)
 
 
 def read_opml(source: Path | BinaryIO) -> bytes:
@@ -120,7 +117,7 @@ def _interval(text: str) -> int | None:
     """The seconds of a storyfeed:interval attribute (None if there is none)."""
     if not text:
         return None
-    low, high = INTERVAL_RANGE
+    low, high = REFRESH_INTERVAL_RANGE  # outside it, the file was edited by hand
     if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
         raise ValueError(
             f"storyfeed:interval {text!r} is not a number of seconds from {low} to {high}"

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from storyfeed.config import Settings
+from storyfeed.config import REFRESH_INTERVAL_RANGE, Settings
 from storyfeed.core import (
     App,
     decide_update,
@@ -188,8 +188,6 @@ def _reloaded(app: App, feed: Feed) -> Feed:
 # --- feed settings -------------------------------------------------------------------
 
 SETTING_KEYS = ("interval", "title", "paused", "notify")
-# The range config.toml allows for refresh_interval: outside it, a typo rather than a wish.
-INTERVAL_RANGE = (60, 30 * 24 * 60 * 60)
 _YES = {"yes", "true", "on", "1"}
 _NO = {"no", "false", "off", "0"}
 
@@ -237,7 +235,7 @@ def _interval(value: str) -> int | None:
     """Seconds, or None for "default" (the global refresh_interval)."""
     if value.strip().lower() == "default":
         return None
-    low, high = INTERVAL_RANGE
+    low, high = REFRESH_INTERVAL_RANGE
     hint = f"interval takes a duration from 1m to 30d (30m, 2h, 1d) or default, not {value!r}"
     try:
         seconds = parse_duration(value)
