@@ -20,8 +20,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from storyfeed.config import Paths, Settings, load_settings
+from storyfeed.config import parse_duration as config_duration
 from storyfeed.errors import (
     AmbiguousFeedError,
+    ConfigError,
     InvalidURLError,
     NotFoundError,
 )
@@ -129,20 +131,16 @@ def backoff(settings: Settings, error_count: int, interval: int | None = None) -
     return timedelta(seconds=max(seconds, base))
 
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def parse_duration(text: str) -> int:
-    """Seconds in a duration like ``90s``, ``30m``, ``12h``, ``2d`` or ``3w``.
+    """Seconds in a duration like ``90s``, ``30m``, ``12h``, ``2d`` or ``3w`` (config.toml's
+    spelling, see config.parse_duration), its unit required.
 
     Raises ValueError for anything else: a bare number would leave its unit to guesswork.
     """
-    wanted = text.strip().lower()
-    number, unit = wanted[:-1].strip(), wanted[-1:]
-    if unit in _DURATION_UNITS and number.isascii() and number.isdigit() and len(number) < 10:
-        seconds = int(number) * _DURATION_UNITS[unit]
-        if seconds > 0:
-            return seconds
+    wanted = text.strip()
+    if wanted[-1:].isalpha() and len(wanted) < 11:
+        with contextlib.suppress(ConfigError):
+            return config_duration("duration", wanted)
     raise ValueError(f"{text!r} is not a duration like 30m, 12h, 2d or 3w")
 
 
