@@ -6,7 +6,6 @@ by byte for what a well-behaved server cannot do (drip, lie, reset, stall).
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import gzip
 import os
@@ -797,17 +796,9 @@ def test_fetch_uses_the_given_client(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/a").respond_with_data(b"first")
     httpserver.expect_request("/b").respond_with_data(b"second", status=404)
 
-    async def both() -> tuple[FetchResult, FetchResult]:
-        async with httpx.AsyncClient(timeout=2.0, headers={"X-Test": "yes"}) as client:
-            first = await fetch(
-                client, FetchRequest(feed_id=1, url=httpserver.url_for("/a")), SETTINGS, NOW
-            )
-            second = await fetch(
-                client, FetchRequest(feed_id=2, url=httpserver.url_for("/b")), SETTINGS, NOW
-            )
-        return first, second
-
-    first, second = asyncio.run(both())
+    with httpx.Client(timeout=2.0, headers={"X-Test": "yes"}) as client:
+        first = fetch(client, FetchRequest(feed_id=1, url=httpserver.url_for("/a")), SETTINGS, NOW)
+        second = fetch(client, FetchRequest(feed_id=2, url=httpserver.url_for("/b")), SETTINGS, NOW)
 
     assert (first.outcome, first.body) == (FetchOutcome.OK, b"first")
     assert second.outcome is FetchOutcome.ERROR

@@ -7,7 +7,7 @@ so that both the compressed and the inflated size are capped while streaming.
 
 from __future__ import annotations
 
-import asyncio
+import collections
 import contextlib
 import email.utils
 import queue
@@ -16,11 +16,11 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -29,6 +29,9 @@ from storyfeed import PROJECT_URL, __version__
 from storyfeed.config import Settings
 from storyfeed.models import FetchOutcome, FetchRequest, FetchResult
 from storyfeed.text import clean_line, redact_url
+
+if TYPE_CHECKING:
+    import httpcore
 
 USER_AGENT = f"storyfeed/{__version__} (+{PROJECT_URL})"
 ACCEPT = (
@@ -41,6 +44,10 @@ _PERMANENT = frozenset({301, 308})
 
 class _Abort(Exception):
     """Stops reading a body; the message is the feed's error."""
+
+
+class _DeadlinePassed(Exception):
+    """Raised by a socket operation begun after the fetch's deadline."""
 
 
 def fetch_many(
@@ -60,65 +67,141 @@ def fetch_batches(
     """Fetch concurrently (bounded overall and per host); yield, each time, every
     result finished since the last yield (at least one).
 
-    The fetches run on an event loop in a worker thread, so the caller can store
-    one feed while others are still downloading. At most ``2 x concurrency`` bodies
-    wait for the caller: fetching pauses when it falls behind, so memory stays flat
-    however many feeds there are. Closing the iterator early (say on Ctrl-C)
-    cancels what is still under way.
+    The fetches run on worker threads, so the caller can store one feed while
+    others are still downloading. At most ``2 x concurrency`` bodies wait for the
+    caller: fetching pauses when it falls behind, so memory stays flat however many
+    feeds there are. Closing the iterator early (say on Ctrl-C) starts no further
+    fetch; those under way end by their deadline on daemon threads, unwaited.
     """
     todo = list(requests)
     if not todo:
         return
-    finished: queue.SimpleQueue[FetchResult | None] = queue.SimpleQueue()
-    started = threading.Event()
-    running: dict[str, Any] = {}
-
-    async def main() -> None:
-        running["loop"], running["task"] = asyncio.get_running_loop(), asyncio.current_task()
-        running["backlog"] = backlog = asyncio.Semaphore(2 * max(1, settings.concurrency))
-        started.set()
-        try:
-            await _fetch_all(todo, settings, now, finished.put, backlog, tls)
-        except asyncio.CancelledError:
-            pass
-        except BaseException as exc:  # re-raised in the caller's thread
-            running["error"] = exc
-        finally:
-            finished.put(None)
-
-    tls = _TlsContext()
-    worker = threading.Thread(target=asyncio.run, args=(main(),), name="storyfeed-fetch")
-    worker.start()
-    started.wait()
+    run = _Run(todo, settings, now)
     complete = False
     try:
-        ended = False
-        while not ended and (result := finished.get()) is not None:
-            batch = [result]
-            with contextlib.suppress(queue.Empty):
-                while (result := finished.get_nowait()) is not None:
-                    batch.append(result)
-                ended = True
-            with contextlib.suppress(RuntimeError):  # the loop has ended: all was fetched
-                for _ in batch:
-                    running["loop"].call_soon_threadsafe(running["backlog"].release)
+        while run.left:
+            batch = run.next_batch()
             yield batch
+            run.taken(len(batch))
         complete = True
     finally:
-        if not complete:
-            with contextlib.suppress(RuntimeError):  # the loop may have just closed
-                running["loop"].call_soon_threadsafe(running["task"].cancel)
-        worker.join()
-    if "error" in running:
-        raise running["error"]
+        run.stop(wait=complete)
 
 
 def fetch_one(request: FetchRequest, settings: Settings, now: datetime) -> FetchResult:
-    async def main() -> FetchResult:
-        async with _client(settings) as client:
-            return await fetch(client, request, settings, now)
+    with _client(settings, 1, None) as client:
+        return fetch(client, request, settings, now)
 
-    return asyncio.run(main())
+
+class _Run:
+    """One ``fetch_batches``: worker threads taking requests in turn, at most
+    ``per_host`` to one host and ``concurrency`` in all, results in a queue."""
+
+    def __init__(self, todo: list[FetchRequest], settings: Settings, now: datetime) -> None:
+        self.settings, self.now, self.left = settings, now, len(todo)
+        self.results: queue.SimpleQueue[FetchResult] = queue.SimpleQueue()
+        # Taken before each fetch, given back as its result is taken by the caller.
+        self.backlog = threading.Semaphore(2 * max(1, settings.concurrency))
+        self.turn = threading.Condition(threading.Lock())
+        self.waiting: dict[str, collections.deque[FetchRequest]] = {}
+        for request in todo:
+            self.waiting.setdefault(_host(request.url), collections.deque()).append(request)
+        self.active: collections.Counter[str] = collections.Counter()
+        self.stopped = False
+        tls = _TlsContext()
+        import httpcore  # noqa: F401 (httpx's own transport: imported while the TLS context loads)
+
+        context = tls.get()  # one CA bundle for every pool
+        workers = min(max(1, settings.concurrency), len(todo))
+        # httpcore's pool does work quadratic in its connections at every request:
+        # threads are spread over pools of at most _POOL_SIZE, a thread keeps to its
+        # own (so a pool never has more requests than connections).
+        pools = -(-workers // _POOL_SIZE)
+        size = -(-workers // pools)
+        self.clients = [_client(settings, size, context) for _ in range(pools)]
+        self.alive = workers
+        self.threads = [
+            threading.Thread(
+                target=self._work,
+                args=(self.clients[i // size],),
+                name=f"storyfeed-fetch-{i}",
+                daemon=True,
+            )
+            for i in range(workers)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def next_batch(self) -> list[FetchResult]:
+        batch = [self.results.get()]
+        with contextlib.suppress(queue.Empty):
+            while True:
+                batch.append(self.results.get_nowait())
+        self.left -= len(batch)
+        return batch
+
+    def taken(self, count: int) -> None:
+        self.backlog.release(count)
+
+    def stop(self, *, wait: bool) -> None:
+        with self.turn:
+            self.stopped = True
+            self.turn.notify_all()
+        self.backlog.release(len(self.threads))  # none stays waiting for room
+        if wait:
+            for thread in self.threads:
+                thread.join()
+
+    def _work(self, client: httpx.Client) -> None:
+        try:
+            while True:
+                self.backlog.acquire()
+                request = self._next()
+                if request is None:
+                    return
+                try:
+                    result = fetch(client, request, self.settings, self.now)
+                except Exception as exc:  # one feed's surprise must not stop the others
+                    result = _error(request, f"unexpected error: {type(exc).__name__}: {exc}")
+                finally:
+                    self._done(request)
+                self.results.put(result)
+        finally:
+            with self.turn:
+                self.alive -= 1
+                last = self.alive == 0
+            if last:
+                for each in self.clients:
+                    each.close()
+
+    def _next(self) -> FetchRequest | None:
+        """The first waiting request whose host has a free slot; none once all are taken."""
+        limit = max(1, self.settings.per_host)
+        with self.turn:
+            while not self.stopped and self.waiting:
+                for host, requests in self.waiting.items():
+                    if self.active[host] < limit:
+                        request = requests.popleft()
+                        if not requests:
+                            del self.waiting[host]
+                            if not self.waiting:
+                                self.turn.notify_all()  # the idle threads may end
+                        self.active[host] += 1
+                        return request
+                self.turn.wait()
+            return None
+
+    def _done(self, request: FetchRequest) -> None:
+        with self.turn:
+            self.active[_host(request.url)] -= 1
+            self.turn.notify()
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
 
 
 class _TlsContext:
@@ -140,78 +223,122 @@ class _TlsContext:
         return self._made[0] if self._made else httpx.create_ssl_context()
 
 
-async def _fetch_all(
-    todo: list[FetchRequest],
-    settings: Settings,
-    now: datetime,
-    emit: Callable[[FetchResult], None],
-    backlog: asyncio.Semaphore,
-    tls: _TlsContext | None = None,
-) -> None:
-    """``backlog`` is taken before each fetch and given back by the consumer of its
-    result."""
-    # httpcore's pool does work quadratic in its connections at every request (it
-    # checks each for expiry, and counts the idle ones for each idle one): several
-    # small pools cost far less than one big one. A request takes a pool with a
-    # free connection (there always is one), the one its host used last if it can.
-    concurrency = max(1, settings.concurrency)
-    shards = -(-concurrency // _POOL_SIZE)
-    size = -(-concurrency // shards)
-    busy = [0] * shards  # requests under way in each pool
-    last: dict[str, int] = {}  # the pool a host used last: its idle connections are there
-    per_host: dict[str, asyncio.Semaphore] = {}
-    overall = asyncio.Semaphore(concurrency)
+_POOL_SIZE = 16  # connections in one client's pool at most
 
-    async def one(clients: list[httpx.AsyncClient], request: FetchRequest) -> None:
-        try:
-            host = urlsplit(request.url).hostname or ""
-        except ValueError:
-            host = ""
-        limit = per_host.setdefault(host, asyncio.Semaphore(max(1, settings.per_host)))
-        await backlog.acquire()
-        async with limit, overall:  # the host's turn first, so no slot idles waiting
-            shard = last.get(host, 0)
-            if busy[shard] >= size:
-                shard = busy.index(min(busy))
-            last[host] = shard
-            busy[shard] += 1
-            try:
-                result = await fetch(clients[shard], request, settings, now)
-            except Exception as exc:  # one feed's surprise must not cancel the others
-                result = _error(request, f"unexpected error: {type(exc).__name__}: {exc}")
-            finally:
-                busy[shard] -= 1
-            emit(result)
-
-    async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as group:
-        import httpcore  # noqa: F401 (httpx's own transport: imported while the TLS context loads)
-
-        context = (tls or _TlsContext()).get()  # one CA bundle for every pool
-        clients = [
-            await stack.enter_async_context(_client(settings, size, context)) for _ in range(shards)
-        ]
-        for request in todo:
-            group.create_task(one(clients, request))
+# The deadline of the fetch the current thread runs (a time.monotonic() value).
+_deadlines = threading.local()
 
 
-_POOL_SIZE = 4  # connections in one client's pool at most
-
-
-def _client(
-    settings: Settings, connections: int | None = None, tls: ssl.SSLContext | None = None
-) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        verify=tls or True,
+def _client(settings: Settings, connections: int, tls: ssl.SSLContext | None) -> httpx.Client:
+    context = tls or httpx.create_ssl_context()
+    return httpx.Client(
+        transport=_Transport(context, connections),
         headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
         timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
         follow_redirects=True,
         max_redirects=10,
-        limits=httpx.Limits(max_connections=connections or max(1, settings.concurrency)),
     )
 
 
-async def fetch(
-    client: httpx.AsyncClient, request: FetchRequest, settings: Settings, now: datetime
+class _Transport(httpx.HTTPTransport):
+    """httpx's own transport, over a connection pool whose every connect, read and
+    write ends by the deadline of the fetch that runs it: a server that drips its
+    headers one byte at a time cannot outlast ``feed_deadline``."""
+
+    def __init__(self, context: ssl.SSLContext, connections: int) -> None:
+        limits = httpx.Limits(max_connections=connections)
+        super().__init__(verify=context, limits=limits)
+        import httpcore
+
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=context,
+            max_connections=connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_deadline_backend(),
+        )
+
+
+def _bounded(timeout: float | None) -> float | None:
+    """A socket operation's timeout, cut to what is left before the fetch's deadline."""
+    deadline: float | None = getattr(_deadlines, "at", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _DeadlinePassed
+    return left if timeout is None else min(timeout, left)
+
+
+_backend: list[Any] = []
+
+
+def _deadline_backend() -> httpcore.NetworkBackend:
+    """httpcore's own network backend, every timeout bounded by the fetch's deadline
+    (defined on first use: httpcore is imported only where a fetch happens)."""
+    if _backend:
+        return _backend[0]  # type: ignore[no-any-return]
+    import httpcore
+
+    class Stream(httpcore.NetworkStream):
+        def __init__(self, stream: httpcore.NetworkStream) -> None:
+            self._stream = stream
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self._stream.read(max_bytes, _bounded(timeout))
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._stream.write(buffer, _bounded(timeout))
+
+        def close(self) -> None:
+            self._stream.close()
+
+        def start_tls(
+            self,
+            ssl_context: ssl.SSLContext,
+            server_hostname: str | None = None,
+            timeout: float | None = None,
+        ) -> httpcore.NetworkStream:
+            return Stream(self._stream.start_tls(ssl_context, server_hostname, _bounded(timeout)))
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._stream.get_extra_info(info)
+
+    class Backend(httpcore.NetworkBackend):
+        def __init__(self) -> None:
+            self._backend = httpcore.SyncBackend()
+
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+        ) -> httpcore.NetworkStream:
+            stream = self._backend.connect_tcp(
+                host, port, _bounded(timeout), local_address, socket_options
+            )
+            return Stream(stream)
+
+        def connect_unix_socket(
+            self,
+            path: str,
+            timeout: float | None = None,
+            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+        ) -> httpcore.NetworkStream:
+            stream = self._backend.connect_unix_socket(path, _bounded(timeout), socket_options)
+            return Stream(stream)
+
+        def sleep(self, seconds: float) -> None:
+            self._backend.sleep(seconds)
+
+    _backend.append(Backend())
+    return _backend[0]  # type: ignore[no-any-return]
+
+
+def fetch(
+    client: httpx.Client, request: FetchRequest, settings: Settings, now: datetime
 ) -> FetchResult:
     """Fetch one feed URL (http, https or file) into a result value.
 
@@ -227,16 +354,18 @@ async def fetch(
     if scheme not in {"http", "https"}:
         return _error(request, f"cannot fetch {scheme or 'scheme-less'} URLs")
     started = time.monotonic()
+    deadline = started + settings.feed_deadline
+    late = f"took longer than the {settings.feed_deadline:g} s deadline"
+    _deadlines.at = deadline
     try:
-        async with asyncio.timeout(settings.feed_deadline):
-            result = await _fetch_http(client, request, settings, now)
+        result = _fetch_http(client, request, settings, now, deadline)
         return replace(result, elapsed_ms=round((time.monotonic() - started) * 1000))
-    except TimeoutError:
-        return _error(request, f"took longer than the {settings.feed_deadline:g} s deadline")
+    except _DeadlinePassed:
+        return _error(request, late)
     except _Abort as exc:
         return _error(request, str(exc))
     except httpx.TimeoutException:
-        return _error(request, "timed out")
+        return _error(request, late if time.monotonic() >= deadline else "timed out")
     except httpx.TooManyRedirects:
         return _error(request, "too many redirects (a redirect loop?)")
     except httpx.ConnectError as exc:
@@ -249,6 +378,8 @@ async def fetch(
         return _error(request, "invalid URL")
     except httpx.HTTPError as exc:
         return _error(request, f"network error: {type(exc).__name__}")
+    finally:
+        _deadlines.at = None
 
 
 def _connect_message(exc: httpx.ConnectError) -> str:
@@ -283,15 +414,19 @@ def _validator(value: str) -> str:
     return value if value.isascii() and value.isprintable() and len(value) <= 1024 else ""
 
 
-async def _fetch_http(
-    client: httpx.AsyncClient, request: FetchRequest, settings: Settings, now: datetime
+def _fetch_http(
+    client: httpx.Client,
+    request: FetchRequest,
+    settings: Settings,
+    now: datetime,
+    deadline: float,
 ) -> FetchResult:
     headers = {}
     if etag := _validator(request.etag):
         headers["If-None-Match"] = etag
     if last_modified := _validator(request.last_modified):
         headers["If-Modified-Since"] = last_modified
-    async with client.stream("GET", request.url, headers=headers) as response:
+    with client.stream("GET", request.url, headers=headers) as response:
         status = response.status_code
         base = FetchResult(
             request=request,
@@ -306,7 +441,7 @@ async def _fetch_http(
         if status == 304:
             # A 304 has no body; reading its end hands the connection back to the
             # pool for the next feed instead of closing it.
-            await response.aread()
+            response.read()
             return replace(
                 base,
                 outcome=FetchOutcome.NOT_MODIFIED,
@@ -325,7 +460,7 @@ async def _fetch_http(
                 error=_message(request, f"HTTP {status} {response.reason_phrase or ''}"),
                 retry_after=_retry_after(retry, now),
             )
-        body = await _read_body(response, settings.max_body_bytes)
+        body = _read_body(response, settings.max_body_bytes, deadline)
         return replace(
             base,
             body=body,
@@ -348,13 +483,15 @@ def _permanent_target(original: str, response: httpx.Response) -> str:
     return target if target and target != original else ""
 
 
-async def _read_body(response: httpx.Response, cap: int) -> bytes:
+def _read_body(response: httpx.Response, cap: int, deadline: float) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise _Abort(f"the body is larger than the {_size(cap)} cap")
     decoder = _Decoder(response.headers.get("content-encoding", ""), cap)
     raw_total = 0
-    async for chunk in response.aiter_raw():
+    for chunk in response.iter_raw():
+        if time.monotonic() > deadline:  # also for a client whose sockets do not check
+            raise _DeadlinePassed
         raw_total += len(chunk)
         if raw_total > cap:
             raise _Abort(f"the body is larger than the {_size(cap)} cap")
