@@ -1259,6 +1259,10 @@ class Store:
         up a new key on every fetch (as _rekey_moved says). Looked up by the
         document's keys and fingerprints in one query, so a feed's many old
         tombstones cost nothing."""
+        if not self._db.execute(
+            "SELECT 1 FROM tombstones WHERE feed_id = ? LIMIT 1", (feed_id,)
+        ).fetchone():
+            return stories  # nothing of this feed was ever pruned
         prints = {
             story.key: _fingerprint(story.link, story.title)
             for story in stories
