@@ -139,8 +139,8 @@ def test_an_orphaned_worker_stops_by_itself() -> None:
     worker = sandbox._Worker(sandbox.Budget(seconds=1.0))
     process = worker._started()
     assert process.stdin is not None
-    payload = pickle.dumps((SLOW, {}, "https://example.org/slow", NOW))
-    sandbox._write_frame(process.stdin, payload)
+    meta = pickle.dumps(({}, "https://example.org/slow", NOW))
+    sandbox._write_frame(process.stdin, meta, SLOW)
     code = process.wait(timeout=15)  # the alarm is the budget plus 2 s
     assert code == -signal.SIGALRM
     worker.stop()

@@ -375,6 +375,8 @@ def refresh(
     """
     if not feeds:
         return []
+    pool = parser_pool(app.settings)
+    pool.warm()  # its start-up overlaps loading httpx and the first fetches
     from storyfeed import fetch
 
     by_id = {feed.id: feed for feed in feeds}
@@ -384,8 +386,6 @@ def refresh(
     ]
     results: list[RefreshResult] = []
     parsing: dict[int, tuple[Feed, FetchResult, str]] = {}  # by job number
-    pool = parser_pool(app.settings)
-    pool.warm()
 
     def finish(result: RefreshResult) -> None:
         results.append(result)

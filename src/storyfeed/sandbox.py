@@ -64,7 +64,8 @@ class Parsed:
 @dataclass(slots=True)
 class _Job:
     key: int
-    payload: bytes  # the pickled (body, headers, url, now)
+    meta: bytes  # the pickled (headers, url, now)
+    body: bytes  # the document, sent as it is (pickling it would copy it twice)
 
 
 @dataclass
@@ -86,14 +87,14 @@ class Pool:
     def submit(
         self, key: int, body: bytes, headers: Mapping[str, str], url: str, now: datetime
     ) -> None:
-        payload = pickle.dumps((body, dict(headers), url, now), protocol=pickle.HIGHEST_PROTOCOL)
+        meta = pickle.dumps((dict(headers), url, now), protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             self._pending += 1
             if len(self._threads) < min(self.workers, self._pending):
                 thread = threading.Thread(target=self._serve, name="storyfeed-parse", daemon=True)
                 self._threads.append(thread)
                 thread.start()
-        self._jobs.put(_Job(key, payload))
+        self._jobs.put(_Job(key, meta, body))
 
     def warm(self) -> None:
         """Start a worker now, so that its start-up (~70 ms) overlaps the caller's
@@ -185,7 +186,7 @@ class _Worker:
         assert process.stdin is not None and process.stdout is not None
         deadline = time.monotonic() + self.budget.seconds
         try:
-            _write_frame(process.stdin, job.payload)
+            _write_frame(process.stdin, job.meta, job.body)
             reply = _read_frame(process.stdout, deadline)
         except TimeoutError:
             self.stop()
@@ -266,9 +267,11 @@ def _stop_live_workers() -> None:
                 process.kill()
 
 
-def _write_frame(stream: IO[bytes], payload: bytes) -> None:
-    stream.write(_HEADER.pack(len(payload)))
-    stream.write(payload)
+def _write_frame(stream: IO[bytes], *parts: bytes) -> None:
+    """Write each part as a frame (its length, then itself), then flush."""
+    for part in parts:
+        stream.write(_HEADER.pack(len(part)))
+        stream.write(part)
     stream.flush()
 
 
@@ -354,7 +357,9 @@ def serve() -> None:
     while header := stdin.read(_HEADER.size):
         (size,) = _HEADER.unpack(header)
         # The job comes from the parent that started this process: trusted.
-        body, headers, url, now = pickle.loads(stdin.read(size))  # noqa: S301
+        headers, url, now = pickle.loads(stdin.read(size))  # noqa: S301
+        (size,) = _HEADER.unpack(stdin.read(_HEADER.size))
+        body = stdin.read(size)
         signal.alarm(int(seconds) + 2)
         try:
             reply: tuple[object, ...] = ("ok", parse.parse_feed(body, headers, url, now))
