@@ -159,6 +159,26 @@ def test_list_with_nothing_due_imports_only_what_it_uses(home: Path) -> None:
     assert done.stdout.splitlines()[-1] == "[]"
 
 
+# What a refresh must not pay for: httpx's own command-line client, and what it imports.
+NOT_FOR_REFRESH = {"httpx._main", "click", "pygments", "asyncio"}
+
+
+def test_refresh_imports_neither_httpx_cli_nor_asyncio(home: Path) -> None:
+    env = {**os.environ, "STORYFEED_HOME": str(home)}
+    script = (
+        "import sys\n"
+        "from storyfeed import cli\n"
+        f"assert cli.run(['add', {str(DATA / 'blog.rss')!r}]) == 0\n"
+        "assert cli.run(['refresh', '--force']) == 0\n"
+        "assert callable(sys.modules['httpx'].main)\n"  # httpx's stand-in
+        f"print(sorted(m for m in {sorted(NOT_FOR_REFRESH)!r} if sys.modules.get(m)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "[]"
+
+
 COMMANDS = sorted(typer.main.get_command(cli.app).commands)  # type: ignore[attr-defined]
 
 

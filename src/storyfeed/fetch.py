@@ -13,6 +13,7 @@ import email.utils
 import queue
 import socket
 import ssl
+import sys
 import threading
 import time
 import zlib
@@ -23,12 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from storyfeed import PROJECT_URL, __version__
 from storyfeed.config import Settings
 from storyfeed.models import FetchOutcome, FetchRequest, FetchResult
 from storyfeed.text import clean_line, redact_url
+
+# httpx imports its command-line client (click, pygments, rich.syntax: ~15 ms) whenever
+# click is installed, as apprise makes sure it is; storyfeed never runs that client.
+# A None in sys.modules makes httpx's `from ._main import main` fail, and httpx then
+# defines a stand-in instead.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+import httpx  # noqa: E402
 
 if TYPE_CHECKING:
     import httpcore
