@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -351,3 +352,29 @@ def test_outcomes_left_by_a_run_cut_short_go_nowhere(
     assert links == {f"https://example.org/{n}" for n in range(3)}
     while pool.pending:  # leave the shared pool as it was found
         pool.next()
+
+
+# --- when a refresh starts a parser ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("validators", "started"), [(True, False), (False, True)])
+def test_a_parser_is_started_ahead_only_when_a_body_is_likely(
+    httpserver: HTTPServer, tmp_path: Path, validators: bool, started: bool
+) -> None:
+    """A run whose every feed can be asked "changed?" (the cron job's usual run, all
+    304) starts no parser process; one with a feed that cannot starts one at once."""
+    from storyfeed import core
+    from storyfeed.config import Paths, Settings
+
+    httpserver.expect_request("/feed").respond_with_data("", status=304)
+    # A budget of its own gives this test a pool of its own (pools are per budget).
+    settings = Settings(default_feed="", parse_timeout=41.0 + validators)
+    app = core.App(Paths(config_dir=tmp_path, data_dir=tmp_path), settings)
+    feed, _ = app.store.add_feed(httpserver.url_for("/feed"), now=NOW)
+    if validators:
+        feed = replace(feed, etag='"v1"')
+    results = core.refresh(app, [feed])
+    app.close()
+
+    assert [r.outcome.value for r in results] == ["not_modified"]
+    assert bool(core.parser_pool(settings)._threads) is started

@@ -376,7 +376,12 @@ def refresh(
     if not feeds:
         return []
     pool = parser_pool(app.settings)
-    pool.warm()  # its start-up overlaps loading httpx and the first fetches
+    if any(not (feed.etag or feed.last_modified) for feed in feeds):
+        # A feed that cannot be asked "changed?" sends a body, likely to be parsed:
+        # a parser's start-up then overlaps loading httpx and the first fetches.
+        # When every feed can, most answers are "not modified" (the cron job's
+        # usual run), and the parser starts with the first body there is.
+        pool.warm()
     from storyfeed import fetch
 
     by_id = {feed.id: feed for feed in feeds}
