@@ -234,8 +234,9 @@ class Storyfeed(Reader):
     def build_archive(self, target: Path, stories: int, seed: int) -> None:
         """Through storyfeed's own Store: one apply_update per feed, as a refresh would
         write it, then all but one story in ten marked read."""
-        from storyfeed.models import FeedStatus, FeedUpdate, ParsedStory
+        from storyfeed.models import FeedStatus
         from storyfeed.store import Store
+        from storyfeed.updates import FeedUpdate, ParsedStory
 
         now = datetime.now(UTC)
         store = Store.open(target)

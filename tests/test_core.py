@@ -19,9 +19,8 @@ from storyfeed.core import (
     resolve_feed,
 )
 from storyfeed.errors import AmbiguousFeedError, InvalidURLError, NotFoundError
-from storyfeed.models import (
-    Feed,
-    FeedStatus,
+from storyfeed.models import Feed, FeedStatus
+from storyfeed.updates import (
     FetchOutcome,
     FetchRequest,
     FetchResult,

@@ -14,9 +14,9 @@ import pytest
 
 from conftest import CORPUS, NOW
 from storyfeed.errors import NotAFeedError, ParseError
-from storyfeed.models import FeedUpdate, ParsedFeed
 from storyfeed.parse import parse_feed
 from storyfeed.store import Store
+from storyfeed.updates import FeedUpdate, ParsedFeed
 
 if not CORPUS.is_dir():
     pytest.skip(

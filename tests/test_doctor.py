@@ -19,16 +19,10 @@ from werkzeug import Request, Response
 from conftest import DATA, NOW, Result
 from storyfeed import core, doctor, render
 from storyfeed.config import Paths, Settings
-from storyfeed.models import (
-    Feed,
-    FeedStatus,
-    FetchOutcome,
-    FetchRequest,
-    FetchResult,
-    ParsedFeed,
-)
+from storyfeed.models import Feed, FeedStatus
 from storyfeed.reports import DatabaseHealth, Verdict
 from storyfeed.store import Store
+from storyfeed.updates import FetchOutcome, FetchRequest, FetchResult, ParsedFeed
 
 Run = Callable[..., Result]
 BLOG = (DATA / "blog.rss").read_bytes()

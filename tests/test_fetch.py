@@ -28,7 +28,7 @@ from conftest import DATA, NOW
 from loopback import Handle, RawServer, read_head
 from storyfeed.config import Settings
 from storyfeed.fetch import fetch, fetch_batches, fetch_many, fetch_one
-from storyfeed.models import FetchOutcome, FetchRequest, FetchResult
+from storyfeed.updates import FetchOutcome, FetchRequest, FetchResult
 
 CAP = 64 * 1024
 SETTINGS = Settings(

@@ -23,9 +23,10 @@ from werkzeug import Request, Response
 from conftest import DATA, NOW, Result
 from storyfeed import core, render
 from storyfeed.config import Paths, Settings
-from storyfeed.models import DateFlag, Feed, FeedStatus, FeedUpdate, ParsedStory
+from storyfeed.models import DateFlag, Feed, FeedStatus
 from storyfeed.reading import parse_since
 from storyfeed.store import Store
+from storyfeed.updates import FeedUpdate, ParsedStory
 
 Run = Callable[..., Result]
 HOUR = timedelta(hours=1)

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from conftest import DATA, NOW
 from storyfeed.errors import NotAFeedError, ParseError
 from storyfeed.htmltext import html_to_text
-from storyfeed.models import DateFlag, FeedLink, ParsedFeed, ParsedStory
+from storyfeed.models import DateFlag
 from storyfeed.parse import find_feed_links, is_html, parse_feed
+from storyfeed.updates import FeedLink, ParsedFeed, ParsedStory
 
 # C0 except tab and newline, DEL, C1 (which holds the 8-bit CSI/OSC), and the
 # bidi embeddings, overrides and isolates.

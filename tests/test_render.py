@@ -12,7 +12,8 @@ import pytest
 from rich.console import Console, RenderableType
 
 from storyfeed import render
-from storyfeed.models import DateFlag, Feed, FeedStatus, RefreshOutcome, RefreshResult, Story
+from storyfeed.models import DateFlag, Feed, FeedStatus, Story
+from storyfeed.updates import RefreshOutcome, RefreshResult
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

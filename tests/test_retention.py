@@ -20,8 +20,8 @@ from conftest import Result
 from storyfeed import retention
 from storyfeed.config import Paths, load_settings
 from storyfeed.core import App
-from storyfeed.models import FeedUpdate, ParsedStory
 from storyfeed.store import Store
+from storyfeed.updates import FeedUpdate, ParsedStory
 
 Run = Callable[..., Result]
 NOW = datetime.now(UTC)

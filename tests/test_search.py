@@ -23,16 +23,10 @@ from storyfeed import render, searching
 from storyfeed.config import default_paths
 from storyfeed.core import App
 from storyfeed.errors import SearchQueryError
-from storyfeed.models import (
-    HIT_END,
-    HIT_START,
-    DateFlag,
-    FeedUpdate,
-    ParsedStory,
-    Story,
-)
+from storyfeed.models import HIT_END, HIT_START, DateFlag, Story
 from storyfeed.reports import MarkedStory, SearchHit
 from storyfeed.store import Store
+from storyfeed.updates import FeedUpdate, ParsedStory
 
 Run = Callable[..., Result]
 HOUR = timedelta(hours=1)

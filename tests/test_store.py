@@ -24,8 +24,9 @@ from storyfeed.errors import (
     DuplicateFeedError,
     StoreError,
 )
-from storyfeed.models import DateFlag, Feed, FeedStatus, FeedUpdate, ParsedStory
+from storyfeed.models import DateFlag, Feed, FeedStatus
 from storyfeed.store import SCHEMA_VERSION, Store
+from storyfeed.updates import FeedUpdate, ParsedStory
 
 SEED = "https://wgzesg.github.io/llm_stories/index.xml"
 HOUR = timedelta(hours=1)
@@ -601,7 +602,7 @@ WRITER = """
 import sys, time
 from datetime import UTC, datetime
 from pathlib import Path
-from storyfeed.models import FeedUpdate, ParsedStory
+from storyfeed.updates import FeedUpdate, ParsedStory
 from storyfeed.store import Store
 
 path, feed_id, ready, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])

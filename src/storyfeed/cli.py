@@ -29,12 +29,13 @@ from rich.console import Console, RenderableType
 from storyfeed import __version__, config, core, reading, render
 from storyfeed.config import default_paths
 from storyfeed.errors import InvalidURLError, StoryfeedError
-from storyfeed.models import RefreshResult, Story
+from storyfeed.models import Story
 from storyfeed.text import clean_line
 
 if TYPE_CHECKING:
     from storyfeed import notify
     from storyfeed.deliver import AppriseChannel
+    from storyfeed.updates import RefreshResult
 
 # notify and subscriptions are imported by the commands that use them: a listing
 # should not pay for them.

@@ -27,24 +27,20 @@ from storyfeed.errors import (
     InvalidURLError,
     NotFoundError,
 )
-from storyfeed.models import (
-    DateFlag,
-    Feed,
-    FeedStatus,
-    FeedUpdate,
-    FetchOutcome,
-    FetchRequest,
-    FetchResult,
-    ParsedFeed,
-    RefreshOutcome,
-    RefreshResult,
-)
+from storyfeed.models import DateFlag, Feed, FeedStatus
 from storyfeed.store import Store
 from storyfeed.text import clean_line, redact_url
 from storyfeed.urls import normalise_url, same_url
 
 if TYPE_CHECKING:
     from storyfeed import sandbox
+    from storyfeed.updates import (
+        FeedUpdate,
+        FetchResult,
+        ParsedFeed,
+        RefreshOutcome,
+        RefreshResult,
+    )
 
 
 def utcnow() -> datetime:
@@ -164,6 +160,8 @@ def decide_update(
 
     ``digest`` is the body's hash when the caller has it already.
     """
+    from storyfeed.updates import FetchOutcome
+
     if fetched.outcome is FetchOutcome.OK and digest is None:
         digest = body_hash(fetched.body)
     update, outcome = _decide(feed, fetched, parsed, parse_error, settings, now, digest)
@@ -181,6 +179,8 @@ def _decide(
     now: datetime,
     digest: str | None,
 ) -> tuple[FeedUpdate, RefreshOutcome]:
+    from storyfeed.updates import FeedUpdate, FetchOutcome, RefreshOutcome
+
     success = fetched.outcome in {FetchOutcome.OK, FetchOutcome.NOT_MODIFIED} and not parse_error
     if success:
         ttl = parsed.ttl_seconds if parsed else feed.ttl_seconds
@@ -246,6 +246,8 @@ _REDIRECTS_KEPT = 10
 
 def conditional_verdict(feed: Feed, fetched: FetchResult, digest: str | None) -> str:
     """Whether the server honours conditional GET, as far as this fetch tells."""
+    from storyfeed.updates import FetchOutcome
+
     if fetched.http_status is None:
         return "not applicable" if fetched.outcome is FetchOutcome.OK else "unknown"
     if fetched.outcome is FetchOutcome.NOT_MODIFIED:
@@ -344,7 +346,7 @@ def resolve_feed(feeds: Sequence[Feed], text: str) -> Feed:
 
 # --- refresh ------------------------------------------------------------------
 
-Progress = Callable[[RefreshResult, int, int], None]
+Progress = Callable[["RefreshResult", int, int], None]
 
 
 def select_feeds(app: App, names: Sequence[str], *, force: bool) -> tuple[list[Feed], list[Feed]]:
@@ -373,6 +375,8 @@ def refresh(
     Changed documents go to the parser processes while the next feeds are fetched;
     each feed is stored as soon as its outcome is known.
     """
+    from storyfeed.updates import FetchOutcome, FetchRequest
+
     if not feeds:
         return []
     pool = parser_pool(app.settings)
@@ -438,11 +442,13 @@ def parser_pool(settings: Settings) -> sandbox.Pool:
 
 
 # A fetched feed on its way to the store: (feed, fetched, parsed, parse error, body hash)
-_Job = tuple[Feed, FetchResult, "ParsedFeed | None", str, "str | None"]
+_Job = tuple[Feed, "FetchResult", "ParsedFeed | None", str, "str | None"]
 
 
 def _store_fetches(app: App, jobs: Sequence[_Job]) -> list[RefreshResult]:
     """Store what these fetches mean, in one transaction; a result for each."""
+    from storyfeed.updates import RefreshResult
+
     if not jobs:
         return []
     now = app.clock()

@@ -26,8 +26,8 @@ from urllib.parse import unquote, urlsplit
 
 from storyfeed import PROJECT_URL, __version__
 from storyfeed.config import Settings
-from storyfeed.models import FetchOutcome, FetchRequest, FetchResult
 from storyfeed.text import clean_line, redact_url
+from storyfeed.updates import FetchOutcome, FetchRequest, FetchResult
 
 # httpx imports its command-line client (click, pygments, rich.syntax: ~15 ms) whenever
 # click is installed, as apprise makes sure it is; storyfeed never runs that client.

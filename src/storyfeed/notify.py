@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from storyfeed.config import NotifySettings
 from storyfeed.core import App, Progress, due_feeds, refresh
-from storyfeed.models import Channel, Feed, FeedStatus, RefreshResult, Story
+from storyfeed.models import Channel, Feed, FeedStatus, Story
+from storyfeed.updates import RefreshResult
 
 STDOUT = "stdout"
 

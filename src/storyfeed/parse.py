@@ -21,8 +21,9 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from storyfeed.errors import NotAFeedError, ParseError
 from storyfeed.htmltext import html_to_line, tokens
-from storyfeed.models import DateFlag, FeedLink, ParsedFeed, ParsedStory
+from storyfeed.models import DateFlag
 from storyfeed.text import clean_line, clean_text
+from storyfeed.updates import FeedLink, ParsedFeed, ParsedStory
 
 MAX_KEY = 512
 # Caps on what one document can make storyfeed store and print: a title of

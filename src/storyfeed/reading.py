@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 from storyfeed.core import App, Progress, due_feeds, parse_duration, refresh, resolve_feed
 from storyfeed.errors import DatabaseBusyError, NotFoundError, StoreError, UnsafeLinkError
-from storyfeed.models import Feed, RefreshResult, Story
+from storyfeed.models import Feed, Story
 from storyfeed.text import is_web_url, redact_url
+
+if TYPE_CHECKING:
+    from storyfeed.updates import RefreshResult
 
 # --- listing ------------------------------------------------------------------
 

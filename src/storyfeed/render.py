@@ -15,17 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from storyfeed.models import (
-    HIT_END,
-    HIT_START,
-    DateFlag,
-    Feed,
-    FeedStatus,
-    RefreshOutcome,
-    RefreshResult,
-    Story,
-    StoryState,
-)
+from storyfeed.models import HIT_END, HIT_START, DateFlag, Feed, FeedStatus, Story, StoryState
 from storyfeed.text import redact_url
 
 if TYPE_CHECKING:
@@ -36,6 +26,7 @@ if TYPE_CHECKING:
         SearchHit,
         SettingValue,
     )
+    from storyfeed.updates import RefreshResult
 
 _STATE_CELLS = {
     StoryState.NEW: Text("NEW", style="bold green"),
@@ -384,6 +375,8 @@ def feeds_json(feeds: Iterable[Feed]) -> str:
 
 def refresh_line(result: RefreshResult) -> Text | None:
     """One line for a feed that changed or failed; None when there is nothing to say."""
+    from storyfeed.updates import RefreshOutcome
+
     line = Text()
     line.append(result.feed.title, style="bold")
     line.append(": ")

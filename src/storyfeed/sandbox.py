@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from storyfeed.errors import NotAFeedError, ParseError
-from storyfeed.models import ParsedFeed
+from storyfeed.updates import ParsedFeed
 
 _HEADER = struct.Struct(">Q")
 _MAX_FRAME = 1 << 34  # a sanity bound on a frame's announced length
@@ -305,8 +305,8 @@ class _ResultUnpickler(pickle.Unpickler):
 
     ALLOWED = frozenset(
         {
-            ("storyfeed.models", "ParsedFeed"),
-            ("storyfeed.models", "ParsedStory"),
+            ("storyfeed.updates", "ParsedFeed"),
+            ("storyfeed.updates", "ParsedStory"),
             ("storyfeed.models", "DateFlag"),
             ("datetime", "datetime"),
             ("datetime", "timezone"),

@@ -36,14 +36,13 @@ from storyfeed.models import (
     DateFlag,
     Feed,
     FeedStatus,
-    FeedUpdate,
-    ParsedStory,
     Story,
     feed_name,
 )
 
 if TYPE_CHECKING:
     from storyfeed.reports import DatabaseHealth, MarkedStory, NewSubscription
+    from storyfeed.updates import FeedUpdate, ParsedStory
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: feeds and stories. AUTOINCREMENT: an id is never handed out twice, so a

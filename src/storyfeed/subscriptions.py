@@ -25,9 +25,10 @@ from storyfeed.errors import (
     NotAFeedError,
     NotFoundError,
 )
-from storyfeed.models import Feed, FeedLink, FeedStatus, FetchOutcome, FetchRequest, FetchResult
+from storyfeed.models import Feed, FeedStatus
 from storyfeed.text import clean_line, redact_url
 from storyfeed.text import clean_tag as text_clean_tag
+from storyfeed.updates import FeedLink, FetchOutcome, FetchRequest, FetchResult
 from storyfeed.urls import normalise_url, same_url
 
 # --- subscriptions ---------------------------------------------------------------
