@@ -1060,3 +1060,21 @@ def test_https_is_verified_and_honours_ssl_cert_file(monkeypatch: pytest.MonkeyP
     finally:
         server.clear()
         server.stop()
+
+
+def test_header_map_folds_names_joins_repeats_and_decodes_bytes_it_can() -> None:
+    from storyfeed.fetch import _header_map
+
+    raw = [
+        (b"ETag", b'"v1"'),
+        (b"Cache-Control", b"max-age=60"),
+        (b"cache-control", b"public"),
+        (b"X-Title", "caf\u00e9".encode()),
+        (b"X-Old", b"caf\xe9"),
+    ]
+    assert _header_map(raw) == {
+        "etag": '"v1"',
+        "cache-control": "max-age=60, public",
+        "x-title": "caf\u00e9",
+        "x-old": "caf\u00e9",
+    }
