@@ -969,3 +969,36 @@ def test_a_fetch_revives_a_retired_feed_but_never_undoes_a_pause(store: Store, f
     store.set_feed_settings(feed.id, status=FeedStatus.GONE)
     store.apply_update(answered)
     assert store.feed(feed.id).status is FeedStatus.ACTIVE  # type: ignore[union-attr]
+
+
+def test_feeds_due_picks_what_core_is_due_picks(store: Store) -> None:
+    """The SQL of feeds_due against core.is_due, over every combination of status,
+    next fetch time and Retry-After (before, at and after now; none)."""
+    from itertools import product
+
+    from storyfeed.core import is_due
+
+    moments = [None, NOW - timedelta(seconds=1), NOW, NOW + timedelta(seconds=1)]
+    statuses = [FeedStatus.ACTIVE, FeedStatus.PAUSED, FeedStatus.GONE]
+    for n, (status, next_fetch, retry) in enumerate(product(statuses, moments, moments)):
+        feed, _ = store.add_feed(f"https://example.org/{n}.xml", now=NOW)
+        store._db.execute(
+            "UPDATE feeds SET status = ?, next_fetch_at = ?, retry_after = ? WHERE id = ?",
+            (
+                status.value,
+                None if next_fetch is None else int(next_fetch.timestamp()),
+                None if retry is None else int(retry.timestamp()),
+                feed.id,
+            ),
+        )
+    store.add_tags(1, ["news"])  # tags come along
+    everything = store.feeds()
+    expected = [feed for feed in everything if is_due(feed, NOW)]
+
+    assert len(everything) == 48
+    assert 0 < len(expected) < 48
+    assert store.feeds_due(NOW) == expected
+    assert expected[0].id == 1 and expected[0].tags == ("news",)
+    assert store.feeds_due(NOW - timedelta(days=1)) == [
+        feed for feed in everything if is_due(feed, NOW - timedelta(days=1))
+    ]

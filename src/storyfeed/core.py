@@ -355,14 +355,14 @@ def select_feeds(app: App, names: Sequence[str], *, force: bool) -> tuple[list[F
     Named feeds are fetched whatever their state (a retired one is tried again);
     otherwise the due ones, or with ``force`` every active one.
     """
-    feeds = app.store.feeds()
     now = app.clock()
+    if not names and not force:
+        return due_feeds(app.store.feeds_due(now), now), []
+    feeds = app.store.feeds()
     if names:
         chosen = list({feed.id: feed for feed in (resolve_feed(feeds, n) for n in names)}.values())
-    elif force:
+    else:  # force
         chosen = [feed for feed in feeds if feed.status is FeedStatus.ACTIVE]
-    else:
-        return due_feeds(feeds, now), []
     held = [feed for feed in chosen if feed.retry_after is not None and feed.retry_after > now]
     return [feed for feed in chosen if feed not in held], held
 

@@ -208,7 +208,7 @@ def run_notify(
     report is recorded (the cache itself is refreshed).
     """
     now = app.clock()
-    refreshed = refresh(app, due_feeds(app.store.feeds(), now), progress=progress)
+    refreshed = refresh(app, due_feeds(app.store.feeds_due(now), now), progress=progress)
     now = app.clock()
     reports = feed_reports(app.store.feeds(), app.settings.notify, now)
     baseline = app.store.take_notify_baseline(backlog=backlog, dry_run=dry_run)

@@ -84,7 +84,8 @@ def _feed_list(chosen: Feed | Sequence[Feed] | None) -> list[Feed] | None:
 
 def due_for_listing(app: App, chosen: Feed | Sequence[Feed] | None = None) -> list[Feed]:
     """The feeds a listing refreshes first: the due ones (of ``chosen``, if given)."""
-    due = due_feeds(app.store.feeds(), app.clock())
+    now = app.clock()
+    due = due_feeds(app.store.feeds_due(now), now)
     wanted = _feed_list(chosen)
     if wanted is None:
         return due

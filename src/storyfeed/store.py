@@ -457,6 +457,21 @@ class Store:
         return [_feed(row, counts.get(row[0], (0, 0, 0)), tags.get(row[0], ())) for row in rows]
 
     @_translated
+    def feeds_due(self, now: datetime) -> list[Feed]:
+        """The feeds :func:`storyfeed.core.is_due` would pick at ``now`` (active, next
+        fetch time come, no Retry-After holding them back), chosen in SQL: a listing
+        with nothing due builds no Feed, however many feeds there are."""
+        at = _ts(now)
+        query = (
+            f"SELECT {_FEED_COLUMNS} FROM feeds f WHERE f.status = 'active' "  # noqa: S608
+            "AND (f.retry_after IS NULL OR f.retry_after <= ?) "
+            "AND (f.next_fetch_at IS NULL OR f.next_fetch_at <= ?) ORDER BY f.id"
+        )
+        rows = self._db.execute(query, (at, at)).fetchall()
+        tags = self._tags_by_feed() if rows else {}
+        return [_feed(row, tags=tags.get(row[0], ())) for row in rows]
+
+    @_translated
     def feed(self, feed_id: int) -> Feed | None:
         query = f"SELECT {_FEED_COLUMNS} FROM feeds f WHERE f.id = ?"  # noqa: S608
         found = self._db.execute(query, (feed_id,)).fetchone()
