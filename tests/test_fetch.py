@@ -1078,3 +1078,28 @@ def test_header_map_folds_names_joins_repeats_and_decodes_bytes_it_can() -> None
         "x-title": "caf\u00e9",
         "x-old": "caf\u00e9",
     }
+
+
+def test_answers_that_come_at_once_are_fetched_by_the_first_threads(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads are added only while results are slow to come (the requests in flight
+    at once, when they are, are test_requests_beyond_one_pool_run_at_once's)."""
+    import threading
+
+    from storyfeed import fetch as fetching
+
+    monkeypatch.setattr(fetching, "_RAMP_WAIT", 30.0)  # never slow enough, here
+    httpserver.expect_request("/f").respond_with_data(b"<rss/>")
+    requests = [FetchRequest(feed_id=i, url=httpserver.url_for("/f")) for i in range(40)]
+    settings = Settings(concurrency=16, per_host=16)
+    seen: set[str] = set()
+
+    results = []
+    for batch in fetch_batches(requests, settings, NOW):
+        results += batch
+        seen |= {t.name for t in threading.enumerate() if t.name.startswith("storyfeed-fetch-")}
+
+    assert len(results) == 40
+    assert all(r.outcome is FetchOutcome.OK for r in results)
+    assert seen and len(seen) <= fetching._FIRST_THREADS

@@ -119,28 +119,51 @@ class _Run:
         import httpcore  # noqa: F401 (httpx's own transport: imported while the TLS context loads)
 
         context = tls.get()  # one CA bundle for every pool
-        workers = min(max(1, settings.concurrency), len(todo))
+        self.workers = min(max(1, settings.concurrency), len(todo))
         # httpcore's pool does work quadratic in its connections at every request:
         # threads are spread over pools of at most _POOL_SIZE, a thread keeps to its
         # own (so a pool never has more requests than connections).
-        pools = -(-workers // _POOL_SIZE)
-        size = -(-workers // pools)
-        self.clients = [_client(settings, size, context) for _ in range(pools)]
-        self.alive = workers
-        self.threads = [
-            threading.Thread(
-                target=self._work,
-                args=(self.clients[i // size],),
-                name=f"storyfeed-fetch-{i}",
-                daemon=True,
-            )
-            for i in range(workers)
-        ]
-        for thread in self.threads:
+        pools = -(-self.workers // _POOL_SIZE)
+        self.pool_size = -(-self.workers // pools)
+        self.clients = [_client(settings, self.pool_size, context) for _ in range(pools)]
+        self.threads: list[threading.Thread] = []
+        self.alive = 0
+        self._more_threads(_FIRST_THREADS)
+
+    def _more_threads(self, count: int) -> None:
+        """Start up to ``count`` more threads, ``concurrency`` in all at most."""
+        with self.turn:
+            if self.stopped or not self.waiting:
+                return
+            first = len(self.threads)
+            added = [
+                threading.Thread(
+                    target=self._work,
+                    args=(self.clients[i // self.pool_size],),
+                    name=f"storyfeed-fetch-{i}",
+                    daemon=True,
+                )
+                for i in range(first, min(first + count, self.workers))
+            ]
+            self.threads += added
+            self.alive += len(added)
+        for thread in added:
             thread.start()
 
     def next_batch(self) -> list[FetchResult]:
-        batch = [self.results.get()]
+        """The results finished since the last call (waiting for one). Threads are added
+        while results are slow to come: answers that come at once (a fast server, a
+        run of 304s) are fetched by a few threads, which contend less for the GIL;
+        slow ones get up to ``concurrency`` at once within a few tens of ms."""
+        while len(self.threads) < self.workers:
+            try:
+                first = self.results.get(timeout=_RAMP_WAIT)
+                break
+            except queue.Empty:
+                self._more_threads(_FIRST_THREADS)
+        else:
+            first = self.results.get()
+        batch = [first]
         with contextlib.suppress(queue.Empty):
             while True:
                 batch.append(self.results.get_nowait())
@@ -233,6 +256,8 @@ class _TlsContext:
 
 
 _POOL_SIZE = 16  # connections in one client's pool at most
+_FIRST_THREADS = 4  # fetch threads to start with, and to add each time results are slow
+_RAMP_WAIT = 0.02  # seconds without a result after which more threads start
 
 # The deadline of the fetch the current thread runs (a time.monotonic() value).
 _deadlines = threading.local()
