@@ -1090,6 +1090,7 @@ def test_answers_that_come_at_once_are_fetched_by_the_first_threads(
     from storyfeed import fetch as fetching
 
     monkeypatch.setattr(fetching, "_RAMP_WAIT", 30.0)  # never slow enough, here
+    monkeypatch.setattr(fetching, "_SLOW_FETCH", 30_000)
     httpserver.expect_request("/f").respond_with_data(b"<rss/>")
     requests = [FetchRequest(feed_id=i, url=httpserver.url_for("/f")) for i in range(40)]
     settings = Settings(concurrency=16, per_host=16)
@@ -1103,3 +1104,33 @@ def test_answers_that_come_at_once_are_fetched_by_the_first_threads(
     assert len(results) == 40
     assert all(r.outcome is FetchOutcome.OK for r in results)
     assert seen and len(seen) <= fetching._FIRST_THREADS
+
+
+def test_steady_but_slow_answers_get_more_threads(
+    raw_server: Callable[[Handle], RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results that come one after another, each after a wait on the server, add
+    threads (a network 5-50 ms away answers steadily, yet needs every slot)."""
+    from storyfeed import fetch as fetching
+
+    monkeypatch.setattr(fetching, "_RAMP_WAIT", 30.0)  # only the fetches' own times count
+
+    def slowish(conn: socket.socket, server: RawServer) -> None:
+        assert read_head(conn)
+        with server.lock:
+            server.requests += 1
+            server.active += 1
+            server.most_active = max(server.most_active, server.active)
+        server.wait(0.05)
+        with server.lock:
+            server.active -= 1
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\n<ok>")
+
+    server = raw_server(slowish)
+    settings = Settings(read_timeout=2.0, feed_deadline=5.0, concurrency=8, per_host=8)
+    requests = [FetchRequest(feed_id=i, url=server.url(f"/feed/{i}")) for i in range(40)]
+
+    results = list(fetch_many(requests, settings, NOW))
+
+    assert len(results) == 40 and all(r.outcome is FetchOutcome.OK for r in results)
+    assert server.most_active == 8

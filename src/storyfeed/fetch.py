@@ -151,16 +151,20 @@ class _Run:
             thread.start()
 
     def next_batch(self) -> list[FetchResult]:
-        """The results finished since the last call (waiting for one). Threads are added
-        while results are slow to come: answers that come at once (a fast server, a
-        run of 304s) are fetched by a few threads, which contend less for the GIL;
-        slow ones get up to ``concurrency`` at once within a few tens of ms."""
+        """The results finished since the last call (waiting for one).
+
+        Threads are added while the network is slow: when a fetch took
+        ``_SLOW_FETCH`` or more, or no result came for ``_RAMP_WAIT``. Servers that
+        answer at once (a run of 304s on a fast network) are fetched by a couple of
+        threads, which contend less for the GIL; slow ones get up to ``concurrency``
+        at once within a few tens of ms.
+        """
         while len(self.threads) < self.workers:
             try:
                 first = self.results.get(timeout=_RAMP_WAIT)
                 break
             except queue.Empty:
-                self._more_threads(_FIRST_THREADS)
+                self._more_threads(_MORE_THREADS)
         else:
             first = self.results.get()
         batch = [first]
@@ -168,6 +172,10 @@ class _Run:
             while True:
                 batch.append(self.results.get_nowait())
         self.left -= len(batch)
+        if len(self.threads) < self.workers and any(
+            (result.elapsed_ms or 0) >= _SLOW_FETCH for result in batch
+        ):
+            self._more_threads(_MORE_THREADS)
         return batch
 
     def taken(self, count: int) -> None:
@@ -256,7 +264,9 @@ class _TlsContext:
 
 
 _POOL_SIZE = 16  # connections in one client's pool at most
-_FIRST_THREADS = 4  # fetch threads to start with, and to add each time results are slow
+_FIRST_THREADS = 2  # fetch threads to start with
+_MORE_THREADS = 4  # threads added each time the network shows itself slow
+_SLOW_FETCH = 5  # ms: a fetch this long waited on the network (loopback answers take <1 ms)
 _RAMP_WAIT = 0.02  # seconds without a result after which more threads start
 
 # The deadline of the fetch the current thread runs (a time.monotonic() value).
