@@ -837,17 +837,25 @@ def test_fetch_many_with_nothing_yields_nothing() -> None:
     assert list(fetch_many([], SETTINGS, NOW)) == []
 
 
-def counting(conn: socket.socket, server: RawServer) -> None:
-    """Answers after a pause, recording how many requests were in flight at once."""
-    read_head(conn)
-    with server.lock:
-        server.requests += 1
-        server.active += 1
-        server.most_active = max(server.most_active, server.active)
-    server.wait(0.15)
-    with server.lock:
-        server.active -= 1
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\n<ok>")
+def counting_after(pause: float) -> Handle:
+    """A handler that answers after ``pause`` seconds, recording how many requests
+    were in flight at once."""
+
+    def handle(conn: socket.socket, server: RawServer) -> None:
+        read_head(conn)
+        with server.lock:
+            server.requests += 1
+            server.active += 1
+            server.most_active = max(server.most_active, server.active)
+        server.wait(pause)
+        with server.lock:
+            server.active -= 1
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\n<ok>")
+
+    return handle
+
+
+counting = counting_after(0.15)
 
 
 @pytest.mark.parametrize(("concurrency", "per_host"), [(6, 2), (6, 1), (2, 5)])
@@ -1115,18 +1123,7 @@ def test_steady_but_slow_answers_get_more_threads(
 
     monkeypatch.setattr(fetching, "_RAMP_WAIT", 30.0)  # only the fetches' own times count
 
-    def slowish(conn: socket.socket, server: RawServer) -> None:
-        assert read_head(conn)
-        with server.lock:
-            server.requests += 1
-            server.active += 1
-            server.most_active = max(server.most_active, server.active)
-        server.wait(0.05)
-        with server.lock:
-            server.active -= 1
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\n<ok>")
-
-    server = raw_server(slowish)
+    server = raw_server(counting_after(0.05))
     settings = Settings(read_timeout=2.0, feed_deadline=5.0, concurrency=8, per_host=8)
     requests = [FetchRequest(feed_id=i, url=server.url(f"/feed/{i}")) for i in range(40)]
 

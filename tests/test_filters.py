@@ -59,13 +59,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return pinned
 
 
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-
-
 class ServedFeed:
     """An RSS feed on 127.0.0.1 whose stories a test adds between fetches; counts hits."""
 

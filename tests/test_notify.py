@@ -145,14 +145,6 @@ class Receiver:
         return sum(payload["message"].count(link) for payload in self.accepted)
 
 
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loopback only: no proxy from the environment may take the requests elsewhere."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-
-
 @pytest.fixture
 def alpha(httpserver: HTTPServer) -> ServedFeed:
     feed = ServedFeed(httpserver, "Alpha")

@@ -71,13 +71,6 @@ class DatedFeed:
         return Response(body, content_type="application/rss+xml", headers={"ETag": etag})
 
 
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-
-
 @pytest.fixture
 def feed(httpserver: HTTPServer) -> DatedFeed:
     """Five stories: 1, 2 and 3 are about a year old or more, 4 and 5 from this week."""
