@@ -187,7 +187,10 @@ class _ReceiverHandler(_Handler):
         owner = self.server.owner
         assert isinstance(owner, Receiver)
         length = int(self.headers.get("Content-Length") or 0)
-        payload = json.loads(self.rfile.read(length) or b"null")
+        body = self.rfile.read(length)
+        if len(body) < length:
+            return  # the sender was killed mid-request: nothing arrived
+        payload = json.loads(body or b"null")
         owner.record(self.path, payload)
         if owner.pause(owner.hit()):
             return
