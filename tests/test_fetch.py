@@ -1091,14 +1091,13 @@ def test_header_map_folds_names_joins_repeats_and_decodes_bytes_it_can() -> None
 def test_answers_that_come_at_once_are_fetched_by_the_first_threads(
     httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Threads are added only while results are slow to come (the requests in flight
-    at once, when they are, are test_requests_beyond_one_pool_run_at_once's)."""
+    """Threads are added only while the run waits on the network (the requests in
+    flight at once, when they are, are test_requests_beyond_one_pool_run_at_once's)."""
     import threading
 
     from storyfeed import fetch as fetching
 
-    monkeypatch.setattr(fetching, "_RAMP_WAIT", 30.0)  # never slow enough, here
-    monkeypatch.setattr(fetching, "_SLOW_FETCH", 30_000)
+    monkeypatch.setattr(fetching, "_BUSY", 0.0)  # never idle enough, here
     httpserver.expect_request("/f").respond_with_data(b"<rss/>")
     requests = [FetchRequest(feed_id=i, url=httpserver.url_for("/f")) for i in range(40)]
     settings = Settings(concurrency=16, per_host=16)
@@ -1115,14 +1114,10 @@ def test_answers_that_come_at_once_are_fetched_by_the_first_threads(
 
 
 def test_steady_but_slow_answers_get_more_threads(
-    raw_server: Callable[[Handle], RawServer], monkeypatch: pytest.MonkeyPatch
+    raw_server: Callable[[Handle], RawServer],
 ) -> None:
     """Results that come one after another, each after a wait on the server, add
     threads (a network 5-50 ms away answers steadily, yet needs every slot)."""
-    from storyfeed import fetch as fetching
-
-    monkeypatch.setattr(fetching, "_RAMP_WAIT", 30.0)  # only the fetches' own times count
-
     server = raw_server(counting_after(0.05))
     settings = Settings(read_timeout=2.0, feed_deadline=5.0, concurrency=8, per_host=8)
     requests = [FetchRequest(feed_id=i, url=server.url(f"/feed/{i}")) for i in range(40)]

@@ -129,6 +129,7 @@ class _Run:
         self.threads: list[threading.Thread] = []
         self.alive = 0
         self._more_threads(_FIRST_THREADS)
+        self.window = (time.monotonic(), time.process_time())  # for _ramp
 
     def _more_threads(self, count: int) -> None:
         """Start up to ``count`` more threads, ``concurrency`` in all at most."""
@@ -153,18 +154,19 @@ class _Run:
     def next_batch(self) -> list[FetchResult]:
         """The results finished since the last call (waiting for one).
 
-        Threads are added while the network is slow: when a fetch took
-        ``_SLOW_FETCH`` or more, or no result came for ``_RAMP_WAIT``. Servers that
-        answer at once (a run of 304s on a fast network) are fetched by a couple of
-        threads, which contend less for the GIL; slow ones get up to ``concurrency``
-        at once within a few tens of ms.
+        Threads are added while the run waits on the network, not on the GIL: when
+        this process used less than ``_BUSY`` of a core over the last
+        ``_RAMP_WINDOW`` (a result was slow to come, or came after a wait on the
+        server). Servers that answer at once (a run of 304s on a fast network) keep
+        the first couple of threads busy, and more would only queue for the GIL;
+        slow ones get up to ``concurrency`` at once within a few tens of ms.
         """
         while len(self.threads) < self.workers:
             try:
-                first = self.results.get(timeout=_RAMP_WAIT)
+                first = self.results.get(timeout=_RAMP_WINDOW)
                 break
             except queue.Empty:
-                self._more_threads(_MORE_THREADS)
+                self._ramp()
         else:
             first = self.results.get()
         batch = [first]
@@ -172,11 +174,20 @@ class _Run:
             while True:
                 batch.append(self.results.get_nowait())
         self.left -= len(batch)
-        if len(self.threads) < self.workers and any(
-            (result.elapsed_ms or 0) >= _SLOW_FETCH for result in batch
-        ):
-            self._more_threads(_MORE_THREADS)
+        self._ramp()
         return batch
+
+    def _ramp(self) -> None:
+        """Add threads if the last window (``_RAMP_WINDOW`` at least) was spent
+        mostly waiting."""
+        if len(self.threads) >= self.workers:
+            return
+        wall, cpu = time.monotonic(), time.process_time()
+        if wall - self.window[0] < _RAMP_WINDOW:
+            return
+        if cpu - self.window[1] < _BUSY * (wall - self.window[0]):
+            self._more_threads(_MORE_THREADS)
+        self.window = (wall, cpu)
 
     def taken(self, count: int) -> None:
         self.backlog.release(count)
@@ -265,9 +276,9 @@ class _TlsContext:
 
 _POOL_SIZE = 16  # connections in one client's pool at most
 _FIRST_THREADS = 2  # fetch threads to start with
-_MORE_THREADS = 4  # threads added each time the network shows itself slow
-_SLOW_FETCH = 5  # ms: a fetch this long waited on the network (loopback answers take <1 ms)
-_RAMP_WAIT = 0.02  # seconds without a result after which more threads start
+_MORE_THREADS = 4  # threads added each time the run shows itself waiting on the network
+_RAMP_WINDOW = 0.01  # seconds: the span over which the use of the CPU is judged
+_BUSY = 0.5  # of a core: a run using less waits on the network more than on the GIL
 
 # The deadline of the fetch the current thread runs (a time.monotonic() value).
 _deadlines = threading.local()
