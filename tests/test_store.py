@@ -301,6 +301,32 @@ def test_apply_update_records_fetch_state(store: Store, feed: Feed) -> None:
     assert after.next_fetch_at == failed_at + HOUR
 
 
+def test_a_diagnosis_without_a_parse_keeps_the_last_parse(
+    store: Store, feed: Feed, db_path: Path
+) -> None:
+    """A 304 (no parse) keeps the findings of the last parse; a parse replaces them;
+    an unreadable stored record is replaced whole."""
+    import json
+
+    def diagnose(record: dict[str, object]) -> dict[str, object]:
+        store.apply_update(replace(update(feed.id), diagnosis=json.dumps(record)))
+        loaded: dict[str, object] = json.loads(store.diagnoses()[feed.id])
+        return loaded
+
+    assert diagnose({"status": 304}) == {"status": 304}  # nothing to keep yet
+    first = {"status": 200, "parse": {"stories": 8, "format": "rss20"}}
+    assert diagnose(first) == first
+    assert diagnose({"status": 304, "error": ""}) == {**first, "status": 304, "error": ""}
+    second = {"status": 200, "parse": {"stories": 3, "format": "atom10"}}
+    assert diagnose(second) == second
+    assert diagnose({"status": 500}) == {"status": 500, "parse": second["parse"]}
+
+    for unreadable in ("not json", '{"parse": 3}', '["parse"]', ""):
+        with closing(sqlite3.connect(db_path)) as other, other:  # damaged by hand
+            other.execute("UPDATE feeds SET diagnosis = ? WHERE id = ?", (unreadable, feed.id))
+        assert diagnose({"status": 304}) == {"status": 304}
+
+
 def test_feeds_with_counts(store: Store, feed: Feed) -> None:
     empty = store.add_feed("https://example.org/empty.xml", now=NOW)[0]
     store.apply_update(update(feed.id, parsed("a"), parsed("b"), parsed("c"), parsed("d")))

@@ -667,7 +667,13 @@ class Store:
             "ttl_seconds": update.ttl_seconds,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
-        assignments = ", ".join(f"{name} = ?" for name in fields)
+        if update.diagnosis is not None:
+            fields["diagnosis"] = update.diagnosis
+        # Numbered parameters: the diagnosis is named three times in _DIAGNOSIS.
+        assignments = ", ".join(
+            f"{name} = {_DIAGNOSIS.format(n) if name == 'diagnosis' else f'?{n}'}"
+            for n, name in enumerate(fields, 1)
+        )
         if revive:
             # Only a retired feed comes back: a pause (maybe set by `storyfeed set` while
             # this fetch was under way) is the user's, and stays.
@@ -676,11 +682,8 @@ class Store:
         assignments += ", error_count = " + ("0" if update.success else "error_count + 1")
         if not update.success:
             assignments += f", failing_since = COALESCE(failing_since, {_ts(update.fetched_at)})"
-        if update.diagnosis is not None:
-            fields["diagnosis"] = self._keep_last_parse(update.feed_id, update.diagnosis)
-            assignments += ", diagnosis = ?"
         self._db.execute(
-            f"UPDATE feeds SET {assignments} WHERE id = ?",  # noqa: S608 (names are ours)
+            f"UPDATE feeds SET {assignments} WHERE id = ?{len(fields) + 1}",  # noqa: S608 (names are ours)
             (*fields.values(), update.feed_id),
         )
         if update.url:
@@ -1196,24 +1199,6 @@ class Store:
 
     # --- doctor -----------------------------------------------------------
 
-    def _keep_last_parse(self, feed_id: int, diagnosis: str) -> str:
-        """A fetch that parsed nothing (304, the same body, an error) keeps the last
-        parse's findings, so `doctor` still knows the stories without guid or date."""
-        import json
-
-        record = json.loads(diagnosis)
-        if "parse" in record:
-            return diagnosis
-        row = self._db.execute("SELECT diagnosis FROM feeds WHERE id = ?", (feed_id,)).fetchone()
-        try:
-            previous = json.loads(row[0]).get("parse") if row and row[0] else None
-        except (ValueError, AttributeError):
-            previous = None  # unreadable: nothing to keep
-        if not isinstance(previous, dict):
-            return diagnosis
-        record["parse"] = previous
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-
     @_translated
     def diagnoses(self) -> dict[int, str]:
         """What each feed's last fetch saw (JSON text; '' before the first)."""
@@ -1418,6 +1403,16 @@ def _fingerprint(link: str, title: str) -> str:
     import hashlib  # not for a listing, which never prunes nor stores stories
 
     return hashlib.blake2b(f"{link}\0{title}".encode(), digest_size=8).hexdigest()
+
+
+# A fetch's diagnosis (parameter {0}), keeping the last parse's findings when this
+# fetch parsed nothing (a 304, the same body, an error), so `doctor` still knows
+# the stories without guid or date. In SQL: no JSON decoded in Python per feed.
+_DIAGNOSIS = (
+    "CASE WHEN json_type(?{0}, '$.parse') IS NULL AND json_valid(diagnosis) "
+    "AND json_type(diagnosis, '$.parse') = 'object' "
+    "THEN json_set(?{0}, '$.parse', json(json_extract(diagnosis, '$.parse'))) ELSE ?{0} END"
+)
 
 
 def _chunks(values: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
