@@ -290,6 +290,28 @@ def test_redirect_loop_between_two_urls_is_an_error(httpserver: HTTPServer) -> N
     assert len(httpserver.log) <= 12  # gave up after a bounded number of hops
 
 
+def test_a_cookie_set_on_a_redirect_is_sent_to_its_target(httpserver: HTTPServer) -> None:
+    """Sites that set a cookie and send the reader round again (anti-bot walls) work;
+    answers that set none leave the jar alone."""
+    from werkzeug import Request, Response
+
+    def gate(request: Request) -> Response:
+        if request.cookies.get("seen") == "1":
+            return Response(RSS, content_type="application/rss+xml")
+        answer = Response(status=302, headers={"Location": "/feed"})
+        answer.set_cookie("seen", "1", path="/")
+        return answer
+
+    httpserver.expect_request("/feed").respond_with_handler(gate)
+    requests = [FetchRequest(feed_id=i, url=httpserver.url_for("/feed")) for i in range(3)]
+
+    results = list(fetch_many(requests, Settings(concurrency=1, per_host=1), NOW))
+
+    assert [r.outcome for r in results] == [FetchOutcome.OK] * 3
+    assert all(r.body == RSS for r in results)
+    assert len(httpserver.log) == 4  # one round trip for the cookie, then none
+
+
 # --- status codes ---------------------------------------------------------------------
 
 

@@ -286,13 +286,25 @@ _deadlines = threading.local()
 
 def _client(settings: Settings, connections: int, tls: ssl.SSLContext | None) -> httpx.Client:
     context = tls or httpx.create_ssl_context()
-    return httpx.Client(
+    client = httpx.Client(
         transport=_Transport(context, connections),
         headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
         timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
         follow_redirects=True,
         max_redirects=10,
     )
+    client._cookies = _Cookies()  # httpx's setter would wrap it in a plain Cookies
+    return client
+
+
+class _Cookies(httpx.Cookies):
+    """The client's cookie jar, which reads only the responses that set a cookie:
+    httpx dresses every response up for the standard library's jar first, which
+    costs a 304 from a nearby server a tenth of its time."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
 
 
 class _Transport(httpx.HTTPTransport):
