@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -1064,32 +1065,73 @@ def test_odd_retry_after_digits(httpserver: HTTPServer, value: str) -> None:
     assert result.error.startswith("HTTP 503")
 
 
-def test_https_is_verified_and_honours_ssl_cert_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every pool shares one TLS context (made on its own thread): it verifies
-    certificates, against SSL_CERT_FILE when that is set, as httpx's own would."""
+@pytest.fixture
+def https_server() -> Iterator[HTTPServer]:
+    """A server with a self-signed certificate for 127.0.0.1 (for these tests only)."""
     import ssl
 
-    tls = DATA / "tls"  # a self-signed certificate for 127.0.0.1, for this test only
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+    context.load_cert_chain(DATA / "tls" / "cert.pem", DATA / "tls" / "key.pem")
     server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
     server.start()
-    try:
-        server.expect_request("/feed").respond_with_data(b"<rss>ok</rss>")
-        requests = [FetchRequest(feed_id=1, url=server.url_for("/feed"))]
-        assert requests[0].url.startswith("https://127.0.0.1:")
+    yield server
+    server.clear()
+    server.stop()
 
-        (untrusted,) = fetch_many(requests, SETTINGS, NOW)
-        assert untrusted.outcome is FetchOutcome.ERROR
-        assert "TLS error" in untrusted.error and "CERTIFICATE_VERIFY_FAILED" in untrusted.error
 
-        monkeypatch.setenv("SSL_CERT_FILE", str(tls / "cert.pem"))
-        (trusted,) = fetch_many(requests, SETTINGS, NOW)
-        assert trusted.outcome is FetchOutcome.OK
-        assert trusted.body == b"<rss>ok</rss>"
-    finally:
-        server.clear()
-        server.stop()
+def test_https_is_verified_and_honours_ssl_cert_file(
+    https_server: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pool shares one TLS context (made on its own thread): it verifies
+    certificates, against SSL_CERT_FILE when that is set, as httpx's own would."""
+    https_server.expect_request("/feed").respond_with_data(b"<rss>ok</rss>")
+    requests = [FetchRequest(feed_id=1, url=https_server.url_for("/feed"))]
+    assert requests[0].url.startswith("https://127.0.0.1:")
+
+    (untrusted,) = fetch_many(requests, SETTINGS, NOW)
+    assert untrusted.outcome is FetchOutcome.ERROR
+    assert "TLS error" in untrusted.error and "CERTIFICATE_VERIFY_FAILED" in untrusted.error
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(DATA / "tls" / "cert.pem"))
+    (trusted,) = fetch_many(requests, SETTINGS, NOW)
+    assert trusted.outcome is FetchOutcome.OK
+    assert trusted.body == b"<rss>ok</rss>"
+
+
+def test_a_redirect_to_https_in_a_plain_http_run_is_verified(
+    httpserver: HTTPServer, https_server: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of http:// URLs loads no CA bundle; one that redirects to https gets
+    one verified context, made then and shared by every connection of the run."""
+    made = []
+    create = httpx.create_ssl_context
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        made.append(1)
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counted)
+    https_server.expect_request("/feed").respond_with_data(b"<rss>ok</rss>")
+    httpserver.expect_request("/old").respond_with_data(
+        b"", status=301, headers={"Location": https_server.url_for("/feed")}
+    )
+    httpserver.expect_request("/plain").respond_with_data(b"<rss>plain</rss>")
+
+    (plain,) = fetch_many(
+        [FetchRequest(feed_id=1, url=httpserver.url_for("/plain"))], SETTINGS, NOW
+    )
+    assert plain.outcome is FetchOutcome.OK and made == []
+
+    requests = [FetchRequest(feed_id=i, url=httpserver.url_for("/old")) for i in range(4)]
+    untrusted = list(fetch_many(requests, SETTINGS, NOW))
+    assert all("CERTIFICATE_VERIFY_FAILED" in r.error for r in untrusted)
+    assert made == [1]
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(DATA / "tls" / "cert.pem"))
+    trusted = list(fetch_many(requests, SETTINGS, NOW))
+    assert all(r.outcome is FetchOutcome.OK and r.body == b"<rss>ok</rss>" for r in trusted)
+    assert {r.moved_to for r in trusted} == {https_server.url_for("/feed")}
+    assert made == [1, 1]
 
 
 def test_header_map_folds_names_joins_repeats_and_decodes_bytes_it_can() -> None:

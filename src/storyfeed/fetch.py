@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -115,17 +115,18 @@ class _Run:
             self.waiting.setdefault(_host(request.url), collections.deque()).append(request)
         self.active: collections.Counter[str] = collections.Counter()
         self.stopped = False
-        tls = _TlsContext()
-        import httpcore  # noqa: F401 (httpx's own transport: imported while the TLS context loads)
+        # One CA bundle for every pool, loaded while httpcore is imported when a URL
+        # needs it, else only if a redirect leads to https.
+        tls = _TlsContext(early=any(r.url[:6].lower() == "https:" for r in todo))
+        import httpcore  # noqa: F401 (httpx's own transport)
 
-        context = tls.get()  # one CA bundle for every pool
         self.workers = min(max(1, settings.concurrency), len(todo))
         # httpcore's pool does work quadratic in its connections at every request:
         # threads are spread over pools of at most _POOL_SIZE, a thread keeps to its
         # own (so a pool never has more requests than connections).
         pools = -(-self.workers // _POOL_SIZE)
         self.pool_size = -(-self.workers // pools)
-        self.clients = [_client(settings, self.pool_size, context) for _ in range(pools)]
+        self.clients = [_client(settings, self.pool_size, tls) for _ in range(pools)]
         self.threads: list[threading.Thread] = []
         self.alive = 0
         self._more_threads(_FIRST_THREADS)
@@ -256,22 +257,29 @@ def _host(url: str) -> str:
 
 
 class _TlsContext:
-    """The TLS context every client shares, made on a thread of its own: loading the
-    CA bundle takes ~15 ms and releases the GIL, so it overlaps the clients' set-up
-    (httpcore's imports) instead of coming before it."""
+    """The TLS context a run's clients share, made once: ``early``, on a thread of
+    its own (loading the CA bundle takes ~15 ms and releases the GIL, so it overlaps
+    the clients' set-up), else at the first https connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, early: bool = False) -> None:
         self._made: list[ssl.SSLContext] = []
-        self._thread = threading.Thread(target=self._make, name="storyfeed-tls", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        if early:
+            self._thread = threading.Thread(target=self._make, name="storyfeed-tls", daemon=True)
+            self._thread.start()
 
     def _make(self) -> None:
         with contextlib.suppress(Exception):  # made again by get(), where it may raise
             self._made.append(httpx.create_ssl_context())
 
     def get(self) -> ssl.SSLContext:
-        self._thread.join()
-        return self._made[0] if self._made else httpx.create_ssl_context()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            if not self._made:
+                self._made.append(httpx.create_ssl_context())
+            return self._made[0]
 
 
 _POOL_SIZE = 16  # connections in one client's pool at most
@@ -284,10 +292,9 @@ _BUSY = 0.5  # of a core: a run using less waits on the network more than on the
 _deadlines = threading.local()
 
 
-def _client(settings: Settings, connections: int, tls: ssl.SSLContext | None) -> httpx.Client:
-    context = tls or httpx.create_ssl_context()
+def _client(settings: Settings, connections: int, tls: _TlsContext | None) -> httpx.Client:
     client = httpx.Client(
-        transport=_Transport(context, connections),
+        transport=_Transport(tls or _TlsContext(), connections),
         headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
         timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
         follow_redirects=True,
@@ -309,16 +316,17 @@ class _Cookies(httpx.Cookies):
 
 class _Transport(httpx.HTTPTransport):
     """httpx's own transport, over a connection pool whose every connect, read and
-    write ends by the deadline of the fetch that runs it: a server that drips its
-    headers one byte at a time cannot outlast ``feed_deadline``."""
+    write ends by the deadline of the fetch that runs it (a server that drips its
+    headers one byte at a time cannot outlast ``feed_deadline``), and which asks
+    for the TLS context at its first https connection."""
 
-    def __init__(self, context: ssl.SSLContext, connections: int) -> None:
+    def __init__(self, tls: _TlsContext, connections: int) -> None:
         limits = httpx.Limits(max_connections=connections)
-        super().__init__(verify=context, limits=limits)
-        import httpcore
-
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=context,
+        # The pool httpx makes is replaced at once: it gets a context without a CA
+        # (which could verify nothing) instead of loading the bundle for nothing.
+        super().__init__(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), limits=limits)
+        self._pool = _pool_class()(
+            tls,
             max_connections=connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -338,6 +346,28 @@ def _bounded(timeout: float | None) -> float | None:
 
 
 _backend: list[Any] = []
+_pools: list[Any] = []
+
+
+def _pool_class() -> Callable[..., httpcore.ConnectionPool]:
+    """httpcore's connection pool, given the run's TLS context when it first
+    connects to an https origin (defined on first use, as the backend below)."""
+    if _pools:
+        return _pools[0]  # type: ignore[no-any-return]
+    import httpcore
+
+    class Pool(httpcore.ConnectionPool):
+        def __init__(self, tls: _TlsContext, **options: Any) -> None:
+            super().__init__(**options)
+            self._tls = tls
+
+        def create_connection(self, origin: httpcore.Origin) -> httpcore.ConnectionInterface:
+            if origin.scheme == b"https" and self._ssl_context is None:
+                self._ssl_context = self._tls.get()
+            return super().create_connection(origin)
+
+    _pools.append(Pool)
+    return Pool
 
 
 def _deadline_backend() -> httpcore.NetworkBackend:
