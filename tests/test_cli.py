@@ -253,6 +253,19 @@ def test_refresh_reports_new_stories_and_unchanged_feeds(run: Run, site: FeedSit
     assert loud.out == "Test Blog: 1 new\n"
 
 
+def test_refresh_verbose_tells_every_feed_and_the_sum(run: Run, site: FeedSite) -> None:
+    run("add", site.serve("/blog.xml", BLOG))
+    told = run("refresh", "--force", "--verbose")
+    assert told.code == 0
+    assert told.out == "Test Blog: not modified\n"
+    assert re.fullmatch(
+        r"storyfeed: fetched 1 feed in \d+\.\d\d s: 0 new stories \(1 not modified\)\n", told.err
+    )
+    nothing = run("refresh", "-v")  # nothing is due: said, even off a terminal
+    assert nothing.code == 0 and nothing.out == ""
+    assert nothing.err.startswith("Nothing to fetch now")
+
+
 def test_add_finds_the_feed_of_a_web_page(run: Run, site: FeedSite) -> None:
     site.serve("/feeds/main.xml", BLOG)
     site.serve("/feeds/comments.json", b"{}", content_type="application/feed+json")

@@ -235,6 +235,33 @@ def test_refresh_line(result: RefreshResult, expected: str | None) -> None:
     assert (line.plain if line is not None else None) == expected
 
 
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        (RefreshOutcome.NOT_MODIFIED, "Example: not modified"),
+        (RefreshOutcome.UNCHANGED, "Example: unchanged (the same document again)"),
+        (RefreshOutcome.UPDATED, "Example: no new stories"),
+    ],
+)
+def test_refresh_line_verbose_tells_the_quiet_feeds(outcome: RefreshOutcome, expected: str) -> None:
+    line = render.refresh_line(RefreshResult(FEEDS[0], outcome), verbose=True)
+    assert line is not None and line.plain == expected
+
+
+def test_refresh_summary_counts_stories_and_outcomes() -> None:
+    results = [
+        RefreshResult(FEEDS[0], RefreshOutcome.UPDATED, new=3, updated=2),
+        RefreshResult(FEEDS[0], RefreshOutcome.UPDATED, new=1),
+        RefreshResult(FEEDS[0], RefreshOutcome.NOT_MODIFIED),
+        RefreshResult(FEEDS[1], RefreshOutcome.ERROR, error="timed out"),
+    ]
+    assert render.refresh_summary(results, 1.234) == (
+        "fetched 4 feeds in 1.23 s: 4 new stories, 2 updated (2 parsed, 1 not modified, 1 failed)"
+    )
+    one = [RefreshResult(FEEDS[0], RefreshOutcome.UPDATED, new=1)]
+    assert render.refresh_summary(one, 0.5) == "fetched 1 feed in 0.50 s: 1 new story (1 parsed)"
+
+
 def test_short_dates() -> None:
     assert render.short_date(None, NOW) == ""
     assert render.short_date(NOW - timedelta(minutes=5), NOW) == "5m ago"

@@ -17,6 +17,7 @@ import enum
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -457,7 +458,7 @@ def refresh_command(
     with state.refresh_lock() as locked:
         if not locked:
             _busy(verbose)
-        _refresh(state, feeds or [], force=force)
+        _refresh(state, feeds or [], force=force, verbose=verbose)
 
 
 def _busy(verbose: bool) -> NoReturn:
@@ -466,19 +467,23 @@ def _busy(verbose: bool) -> NoReturn:
     raise typer.Exit(EXIT_BUSY)
 
 
-def _refresh(state: core.App, feeds: list[str], *, force: bool) -> None:
+def _refresh(state: core.App, feeds: list[str], *, force: bool, verbose: bool) -> None:
     chosen, held = core.select_feeds(state, feeds, force=force)
     for feed in held:
         warn(f"{feed.title}: {render.held_back(feed, state.clock())}")
     if not chosen:
-        if not held and sys.stderr.isatty():
+        if not held and (verbose or sys.stderr.isatty()):
             hint = "" if force else "; `storyfeed refresh --force` fetches every feed"
             _stderr_console().print(f"Nothing to fetch now{hint}.")
         return
+    started = time.monotonic()
     with _progress(len(chosen), "Refreshing") as progress:
         results = core.refresh(state, chosen, progress=progress)
+    seconds = time.monotonic() - started
     lines = [
-        line for r in sorted(results, key=lambda r: r.feed.id) if (line := render.refresh_line(r))
+        line
+        for r in sorted(results, key=lambda r: r.feed.id)
+        if (line := render.refresh_line(r, verbose=verbose))
     ]
     if _stdout_is_tty():
         console = _console()
@@ -486,7 +491,9 @@ def _refresh(state: core.App, feeds: list[str], *, force: bool) -> None:
             _show(line, console)
     else:
         _note("".join(line.plain + "\n" for line in lines))
-    _auto_prune(state)
+    if verbose:
+        say(render.refresh_summary(results, seconds))
+    _auto_prune(state, verbose=verbose)
     if any(result.failed for result in results):
         raise typer.Exit(EXIT_FAILED)
 

@@ -7,6 +7,7 @@ that came from a feed enters rich as a ``Text`` object, never as markup.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -373,8 +374,9 @@ def feeds_json(feeds: Iterable[Feed]) -> str:
 # --- refresh -------------------------------------------------------------------
 
 
-def refresh_line(result: RefreshResult) -> Text | None:
-    """One line for a feed that changed or failed; None when there is nothing to say."""
+def refresh_line(result: RefreshResult, *, verbose: bool = False) -> Text | None:
+    """One line for a feed that changed or failed (``verbose``: for every feed); None
+    when there is nothing to say."""
     from storyfeed.updates import RefreshOutcome
 
     line = Text()
@@ -388,13 +390,41 @@ def refresh_line(result: RefreshResult) -> Text | None:
         counts = [f"{result.new} new"] if result.new else []
         counts += [f"{result.updated} updated"] if result.updated else []
         line.append(", ".join(counts), style="green")
-    elif not result.moved_to:
-        return None
-    else:
+    elif result.moved_to:
         line.append("no new stories")
+    elif verbose:
+        quiet = {
+            RefreshOutcome.NOT_MODIFIED: "not modified",
+            RefreshOutcome.UNCHANGED: "unchanged (the same document again)",
+        }
+        line.append(quiet.get(result.outcome, "no new stories"), style="dim")
+    else:
+        return None
     if result.moved_to:
         line.append(f" (moved permanently to {result.moved_to})", style="yellow")
     return line
+
+
+def refresh_summary(results: Sequence[RefreshResult], seconds: float) -> str:
+    """What a refresh did, in one line: its stories, then its feeds by outcome."""
+    from storyfeed.updates import RefreshOutcome
+
+    new = sum(result.new for result in results)
+    updated = sum(result.updated for result in results)
+    by_outcome = Counter(result.outcome for result in results)
+    names = {
+        RefreshOutcome.UPDATED: "parsed",
+        RefreshOutcome.NOT_MODIFIED: "not modified",
+        RefreshOutcome.UNCHANGED: "unchanged",
+        RefreshOutcome.GONE: "retired",
+        RefreshOutcome.ERROR: "failed",
+    }
+    outcomes = ", ".join(f"{by_outcome[o]} {name}" for o, name in names.items() if by_outcome[o])
+    feeds = "1 feed" if len(results) == 1 else f"{len(results)} feeds"
+    stories = f"{new} new {'story' if new == 1 else 'stories'}"
+    if updated:
+        stories += f", {updated} updated"
+    return f"fetched {feeds} in {seconds:.2f} s: {stories} ({outcomes})"
 
 
 def _dump(value: Any) -> str:
