@@ -28,6 +28,7 @@ import storyfeed
 from conftest import DATA, NOW
 from loopback import Handle, RawServer, read_head
 from storyfeed.config import Settings
+from storyfeed.errors import ConfigError
 from storyfeed.fetch import fetch, fetch_batches, fetch_many, fetch_one
 from storyfeed.updates import FetchOutcome, FetchRequest, FetchResult
 
@@ -634,6 +635,80 @@ def test_dripping_headers_are_cut_off_by_the_feed_deadline(
 
     assert result.outcome is FetchOutcome.ERROR
     assert elapsed < SLOW.feed_deadline + MARGIN, f"took {elapsed:.1f} s"
+
+
+# --- proxies from the environment ----------------------------------------------------
+
+
+def test_the_environments_proxy_carries_the_fetches_it_should(
+    raw_server: Callable[[Handle], RawServer],
+    httpserver: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY is honoured (the proxy gets the absolute URL), NO_PROXY too."""
+    seen: list[bytes] = []
+
+    def proxy(conn: socket.socket, server: RawServer) -> None:
+        seen.append(read_head(conn).split(b"\r\n")[0])
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(RSS) + RSS)
+
+    server = raw_server(proxy)
+    monkeypatch.setenv("HTTP_PROXY", server.url(""))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # as conftest: the test servers are direct
+    httpserver.expect_request("/direct").respond_with_data(b"<rss>direct</rss>")
+
+    via_proxy = get("http://feeds.invalid/feed")
+    direct = get(httpserver.url_for("/direct"))
+
+    assert via_proxy.outcome is FetchOutcome.OK and via_proxy.body == RSS
+    assert seen == [b"GET http://feeds.invalid/feed HTTP/1.1"]
+    assert direct.outcome is FetchOutcome.OK and direct.body == b"<rss>direct</rss>"
+
+
+def test_a_dripping_proxy_is_cut_off_by_the_feed_deadline(
+    raw_server: Callable[[Handle], RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = raw_server(drip_headers)
+    monkeypatch.setenv("HTTP_PROXY", server.url(""))
+
+    started = time.monotonic()
+    result = get("http://feeds.invalid/feed", SLOW)
+    elapsed = time.monotonic() - started
+
+    assert result.outcome is FetchOutcome.ERROR
+    assert "deadline" in result.error
+    assert elapsed < SLOW.feed_deadline + MARGIN, f"took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize(
+    ("proxy", "message"),
+    [
+        ("ftp://user:secret@proxy.invalid", "cannot be used"),
+        ("http://[::1", "cannot be used"),
+    ],
+)
+def test_a_proxy_that_cannot_be_used_is_one_config_error(
+    proxy: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+
+    with pytest.raises(ConfigError, match=message) as raised:
+        list(fetch_many([FetchRequest(feed_id=1, url="https://feeds.invalid/")], SETTINGS, NOW))
+
+    assert "secret" not in str(raised.value)
+
+
+def test_a_socks_proxy_needs_socksio(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{closed_port()}")
+    requests = [FetchRequest(feed_id=1, url="http://feeds.invalid/")]
+    if importlib.util.find_spec("socksio") is None:
+        with pytest.raises(ConfigError, match="socksio"):
+            list(fetch_many(requests, SETTINGS, NOW))
+    else:  # installed: the proxy is tried, and refuses
+        (result,) = fetch_many(requests, SETTINGS, NOW)
+        assert result.outcome is FetchOutcome.ERROR
 
 
 def stall(conn: socket.socket, server: RawServer) -> None:

@@ -5,7 +5,7 @@ it into one ``storyfeed: error: ...`` line and exit status 1. Anything else is
 a bug.
 
     StoryfeedError
-    ├── ConfigError            config.toml unreadable or invalid
+    ├── ConfigError            config.toml unreadable or invalid; an unusable proxy
     ├── NotFoundError          no such story or feed
     │   └── AmbiguousFeedError several feeds match a FEED argument
     ├── InvalidURLError        not an http(s)/file URL or an existing path
@@ -33,7 +33,8 @@ class StoryfeedError(Exception):
 
 
 class ConfigError(StoryfeedError):
-    """The configuration file cannot be read or holds an invalid value."""
+    """The configuration file cannot be read or holds an invalid value (or the
+    environment names a proxy that cannot be used)."""
 
 
 class NotFoundError(StoryfeedError):

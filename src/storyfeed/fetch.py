@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from storyfeed import PROJECT_URL, __version__
 from storyfeed.config import Settings
+from storyfeed.errors import ConfigError
 from storyfeed.text import clean_line, redact_url
 from storyfeed.updates import FetchOutcome, FetchRequest, FetchResult
 
@@ -293,15 +294,52 @@ _deadlines = threading.local()
 
 
 def _client(settings: Settings, connections: int, tls: _TlsContext | None) -> httpx.Client:
-    client = httpx.Client(
-        transport=_Transport(tls or _TlsContext(), connections),
-        headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
-        timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-        follow_redirects=True,
-        max_redirects=10,
-    )
+    """A client for one run; ConfigError if the environment names a proxy that
+    cannot be used."""
+    try:
+        client = _Client(
+            tls or _TlsContext(),
+            connections,
+            headers={
+                "User-Agent": USER_AGENT,
+                "Accept": ACCEPT,
+                "Accept-Encoding": "gzip, deflate",
+            },
+            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            follow_redirects=True,
+            max_redirects=10,
+        )
+    except ImportError as exc:  # httpx: a SOCKS proxy needs socksio
+        raise ConfigError(
+            "the environment names a SOCKS proxy (ALL_PROXY, HTTPS_PROXY or HTTP_PROXY), "
+            "which needs the socksio package installed beside storyfeed"
+        ) from exc
+    except (ValueError, httpx.InvalidURL) as exc:  # httpx: a proxy URL it cannot use
+        raise ConfigError(
+            "the environment names a proxy that cannot be used (HTTP_PROXY, HTTPS_PROXY or "
+            f"ALL_PROXY): {clean_line(str(exc))}; http://, https:// and socks5:// proxies work"
+        ) from exc
     client._cookies = _Cookies()  # httpx's setter would wrap it in a plain Cookies
     return client
+
+
+class _Client(httpx.Client):
+    """httpx's client over storyfeed's transports. httpx reads the proxies of the
+    environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY, as curl does) and
+    asks for a transport for each; every transport keeps the fetch's deadline and
+    shares the run's TLS context."""
+
+    def __init__(self, tls: _TlsContext, connections: int, **options: Any) -> None:
+        self._tls, self._connections = tls, connections
+        super().__init__(**options)
+
+    def _init_transport(self, *args: Any, **options: Any) -> httpx.BaseTransport:
+        return _Transport(self._tls, self._connections)
+
+    def _init_proxy_transport(
+        self, proxy: httpx.Proxy, *args: Any, **options: Any
+    ) -> httpx.BaseTransport:
+        return _ProxyTransport(self._tls, self._connections, proxy)
 
 
 class _Cookies(httpx.Cookies):
@@ -332,6 +370,18 @@ class _Transport(httpx.HTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=_deadline_backend(),
         )
+
+
+class _ProxyTransport(httpx.HTTPTransport):
+    """httpx's transport through a proxy, whose connections (to the proxy, then
+    tunnelled) end by the fetch's deadline too."""
+
+    def __init__(self, tls: _TlsContext, connections: int, proxy: httpx.Proxy) -> None:
+        limits = httpx.Limits(max_connections=connections)
+        super().__init__(verify=tls.get(), limits=limits, proxy=proxy)
+        # httpx builds httpcore's proxy pool itself and has no say in its network
+        # backend: it is set here, before the pool's first connection.
+        self._pool._network_backend = _deadline_backend()
 
 
 def _bounded(timeout: float | None) -> float | None:
