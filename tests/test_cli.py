@@ -240,6 +240,27 @@ def test_failed_feed_does_not_stop_the_listing(run: Run, site: FeedSite) -> None
     assert "HTTP 500" in feeds[0]["last_error"]
 
 
+def test_proxy_settings_that_cannot_be_used_leave_list_its_stories(
+    run: Run, site: FeedSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("add", site.serve("/blog.xml", BLOG))
+    home_db = sqlite3.connect(Path(os.environ["STORYFEED_HOME"]) / "storyfeed.db")
+    home_db.execute("UPDATE feeds SET next_fetch_at = 0")  # due: list refreshes first
+    home_db.commit()
+    home_db.close()
+    monkeypatch.setenv("HTTP_PROXY", "ftp://user:secret@proxy.invalid")
+
+    listed = run("list")
+    assert listed.code == 0
+    assert len(lines(listed)) == 8
+    assert listed.err.startswith(
+        "storyfeed: warning: refresh skipped: the proxy settings of the environment "
+        "(HTTP_PROXY, NO_PROXY) cannot be used"
+    )
+    assert "secret" not in listed.err
+    assert_one_error(run("refresh", "--force"), "the proxy settings of the environment")
+
+
 def test_refresh_reports_new_stories_and_unchanged_feeds(run: Run, site: FeedSite) -> None:
     run("add", site.serve("/blog.xml", BLOG))
     quiet = run("refresh", "--force")

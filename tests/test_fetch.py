@@ -681,21 +681,53 @@ def test_a_dripping_proxy_is_cut_off_by_the_feed_deadline(
 
 
 @pytest.mark.parametrize(
-    ("proxy", "message"),
+    "proxy",
     [
-        ("ftp://user:secret@proxy.invalid", "cannot be used"),
-        ("http://[::1", "cannot be used"),
+        "ftp://user:secret@proxy.invalid",
+        "http://user:secret/slash@proxy.invalid:3128",  # httpx would quote "secret"
+        "http://[::1",
     ],
 )
 def test_a_proxy_that_cannot_be_used_is_one_config_error(
-    proxy: str, message: str, monkeypatch: pytest.MonkeyPatch
+    proxy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HTTPS_PROXY", proxy)
 
-    with pytest.raises(ConfigError, match=message) as raised:
+    with pytest.raises(ConfigError, match=r"\(HTTPS_PROXY, NO_PROXY\) cannot be used") as raised:
         list(fetch_many([FetchRequest(feed_id=1, url="https://feeds.invalid/")], SETTINGS, NOW))
 
     assert "secret" not in str(raised.value)
+
+
+def test_no_proxy_entries_httpx_cannot_read_do_no_harm_without_a_proxy(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "localhost,[::1],fd00::/8,127.0.0.1")
+    httpserver.expect_request("/feed").respond_with_data(b"<rss/>")
+
+    (result,) = fetch_many(
+        [FetchRequest(feed_id=1, url=httpserver.url_for("/feed"))], SETTINGS, NOW
+    )
+
+    assert result.outcome is FetchOutcome.OK
+
+
+def test_certificates_that_cannot_be_loaded_fail_the_https_feeds_only(
+    https_server: HTTPServer, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(DATA / "no-such-bundle.pem"))
+    https_server.expect_request("/feed").respond_with_data(b"<rss>tls</rss>")
+    httpserver.expect_request("/feed").respond_with_data(b"<rss>plain</rss>")
+    requests = [
+        FetchRequest(feed_id=1, url=https_server.url_for("/feed")),
+        FetchRequest(feed_id=2, url=httpserver.url_for("/feed")),
+    ]
+
+    results = {r.request.feed_id: r for r in fetch_many(requests, SETTINGS, NOW)}
+
+    assert results[1].outcome is FetchOutcome.ERROR
+    assert results[1].error.startswith("cannot load the certificates that https needs")
+    assert results[2].outcome is FetchOutcome.OK and results[2].body == b"<rss>plain</rss>"
 
 
 def test_a_socks_proxy_needs_socksio(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import email.utils
+import os
 import queue
 import socket
 import ssl
@@ -275,11 +276,19 @@ class _TlsContext:
             self._made.append(httpx.create_ssl_context())
 
     def get(self) -> ssl.SSLContext:
+        """The context; ConfigError if the certificates cannot be loaded (a wrong
+        SSL_CERT_FILE, say)."""
         if self._thread is not None:
             self._thread.join()
         with self._lock:
             if not self._made:
-                self._made.append(httpx.create_ssl_context())
+                try:
+                    self._made.append(httpx.create_ssl_context())
+                except (OSError, ssl.SSLError) as exc:
+                    raise ConfigError(
+                        "cannot load the certificates that https needs (SSL_CERT_FILE, "
+                        f"SSL_CERT_DIR): {getattr(exc, 'strerror', None) or exc}"
+                    ) from exc
             return self._made[0]
 
 
@@ -296,10 +305,16 @@ _deadlines = threading.local()
 def _client(settings: Settings, connections: int, tls: _TlsContext | None) -> httpx.Client:
     """A client for one run; ConfigError if the environment names a proxy that
     cannot be used."""
+    from urllib.request import getproxies
+
+    # httpx reads NO_PROXY only to go with a proxy, and cannot read every spelling
+    # of it: without a proxy the environment is not asked.
+    proxied = any(getproxies().get(scheme) for scheme in ("http", "https", "all"))
     try:
         client = _Client(
             tls or _TlsContext(),
             connections,
+            trust_env=proxied,
             headers={
                 "User-Agent": USER_AGENT,
                 "Accept": ACCEPT,
@@ -310,17 +325,23 @@ def _client(settings: Settings, connections: int, tls: _TlsContext | None) -> ht
             max_redirects=10,
         )
     except ImportError as exc:  # httpx: a SOCKS proxy needs socksio
-        raise ConfigError(
-            "the environment names a SOCKS proxy (ALL_PROXY, HTTPS_PROXY or HTTP_PROXY), "
-            "which needs the socksio package installed beside storyfeed"
-        ) from exc
-    except (ValueError, httpx.InvalidURL) as exc:  # httpx: a proxy URL it cannot use
-        raise ConfigError(
-            "the environment names a proxy that cannot be used (HTTP_PROXY, HTTPS_PROXY or "
-            f"ALL_PROXY): {clean_line(str(exc))}; http://, https:// and socks5:// proxies work"
+        raise _proxy_trouble("a SOCKS proxy needs the socksio package beside storyfeed") from exc
+    except (ValueError, httpx.InvalidURL) as exc:  # httpx: a proxy URL it cannot read
+        # Not httpx's words: they may quote a piece of a password.
+        raise _proxy_trouble(
+            "a proxy URL or a NO_PROXY entry cannot be read (http://, https:// and "
+            "socks5:// proxies work)"
         ) from exc
     client._cookies = _Cookies()  # httpx's setter would wrap it in a plain Cookies
     return client
+
+
+def _proxy_trouble(reason: str) -> ConfigError:
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+    found = sorted({key.upper() for key, value in os.environ.items() if key.upper() in names})
+    return ConfigError(
+        f"the proxy settings of the environment ({', '.join(found)}) cannot be used: {reason}"
+    )
 
 
 class _Client(httpx.Client):
@@ -509,6 +530,8 @@ def fetch(
         return replace(result, elapsed_ms=round((time.monotonic() - started) * 1000))
     except _DeadlinePassed:
         return _error(request, late)
+    except ConfigError as exc:  # no certificates to verify https with
+        return _error(request, str(exc))
     except _Abort as exc:
         return _error(request, str(exc))
     except httpx.TimeoutException:

@@ -8,7 +8,13 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from storyfeed.core import App, Progress, due_feeds, parse_duration, refresh, resolve_feed
-from storyfeed.errors import DatabaseBusyError, NotFoundError, StoreError, UnsafeLinkError
+from storyfeed.errors import (
+    ConfigError,
+    DatabaseBusyError,
+    NotFoundError,
+    StoreError,
+    UnsafeLinkError,
+)
 from storyfeed.models import Feed, Story
 from storyfeed.text import is_web_url, redact_url
 
@@ -126,6 +132,8 @@ def list_stories(
                     )
         except StoreError as exc:  # the lock file or the database
             busy = isinstance(exc, DatabaseBusyError)
+            warnings.append(f"refresh skipped: {exc}")
+        except ConfigError as exc:  # the environment's proxy settings
             warnings.append(f"refresh skipped: {exc}")
     warnings += [f"{r.feed.title}: {r.error}" for r in refreshed if r.failed]
     wanted = _feed_list(chosen)
