@@ -1297,3 +1297,21 @@ def test_steady_but_slow_answers_get_more_threads(
 
     assert len(results) == 40 and all(r.outcome is FetchOutcome.OK for r in results)
     assert server.most_active == 8
+
+
+def test_a_slow_server_gets_more_threads_however_busy_the_process(
+    raw_server: Callable[[Handle], RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch that took longer than any wait for the GIL adds threads even when
+    the process looks busy (here: never idle enough for the other rule)."""
+    from storyfeed import fetch as fetching
+
+    monkeypatch.setattr(fetching, "_BUSY", 0.0)
+    server = raw_server(counting_after(0.15))
+    settings = Settings(read_timeout=2.0, feed_deadline=5.0, concurrency=8, per_host=8)
+    requests = [FetchRequest(feed_id=i, url=server.url(f"/feed/{i}")) for i in range(24)]
+
+    results = list(fetch_many(requests, settings, NOW))
+
+    assert len(results) == 24 and all(r.outcome is FetchOutcome.OK for r in results)
+    assert server.most_active == 8

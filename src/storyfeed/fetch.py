@@ -160,9 +160,11 @@ class _Run:
         Threads are added while the run waits on the network, not on the GIL: when
         this process used less than ``_BUSY`` of a core over the last
         ``_RAMP_WINDOW`` (a result was slow to come, or came after a wait on the
-        server). Servers that answer at once (a run of 304s on a fast network) keep
-        the first couple of threads busy, and more would only queue for the GIL;
-        slow ones get up to ``concurrency`` at once within a few tens of ms.
+        server), or when a fetch took ``_SLOW_FETCH`` or more, longer than waiting
+        for the GIL takes (so a busy main thread does not hold the ramp back).
+        Servers that answer at once (a run of 304s on a fast network) keep the first
+        couple of threads busy, and more would only queue for the GIL; slow ones get
+        up to ``concurrency`` at once within a few tens of ms.
         """
         while len(self.threads) < self.workers:
             try:
@@ -177,7 +179,10 @@ class _Run:
             while True:
                 batch.append(self.results.get_nowait())
         self.left -= len(batch)
-        self._ramp()
+        if any((result.elapsed_ms or 0) >= _SLOW_FETCH for result in batch):
+            self._more_threads(_MORE_THREADS)
+        else:
+            self._ramp()
         return batch
 
     def _ramp(self) -> None:
@@ -297,6 +302,7 @@ _FIRST_THREADS = 2  # fetch threads to start with
 _MORE_THREADS = 4  # threads added each time the run shows itself waiting on the network
 _RAMP_WINDOW = 0.01  # seconds: the span over which the use of the CPU is judged
 _BUSY = 0.5  # of a core: a run using less waits on the network more than on the GIL
+_SLOW_FETCH = 100  # ms: a fetch this long waited on its server (loopback ones: < 30 ms)
 
 # The deadline of the fetch the current thread runs (a time.monotonic() value).
 _deadlines = threading.local()
