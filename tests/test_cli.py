@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -795,6 +796,34 @@ def test_feed_arguments_complete_from_the_database(run: Run, home: Path) -> None
         "storyfeed set ",
     ):
         assert str(feed_id) in complete(home, words), words
+
+
+def test_completion_reads_the_database_and_never_changes_it(run: Run, home: Path) -> None:
+    """No wait for a writer; an older storyfeed's database is left as it is."""
+    from storyfeed import store as store_module
+
+    assert run("add", str(DATA / "blog.rss")).code == 0
+    feed_id = str(json.loads(run("feeds", "--json").out)[-1]["id"])
+    database = home / "storyfeed.db"
+    with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as writer:
+        writer.execute("BEGIN IMMEDIATE")  # another storyfeed is writing
+        started = time.monotonic()
+        assert feed_id in complete(home, "storyfeed remove ")
+        assert time.monotonic() - started < 5
+        writer.execute("ROLLBACK")
+    database.unlink()
+    with contextlib.closing(sqlite3.connect(database)) as old:  # schema 1
+        old.executescript(store_module._MIGRATIONS[0])
+        old.execute("INSERT INTO feeds (url, added_at) VALUES ('https://example.org/f', 0)")
+        old.execute("PRAGMA user_version = 1")
+        old.commit()
+    before = database.read_bytes()
+
+    assert complete(home, "storyfeed remove ") == []
+
+    assert database.read_bytes() == before
+    with contextlib.closing(sqlite3.connect(database)) as check:
+        assert check.execute("PRAGMA user_version").fetchone() == (1,)
 
 
 def test_color_never_and_no_color_keep_escapes_out(run: Run, home: Path) -> None:

@@ -335,6 +335,29 @@ class Store:
             raise
         return store
 
+    @classmethod
+    def open_to_read(cls, path: Path) -> Store:
+        """Open an existing database of this schema for reading only: nothing is
+        created, migrated or written, and no writer is waited for (what tab
+        completion may do). StoreError otherwise."""
+        if not path.exists():
+            raise StoreError(f"there is no database at {path}")
+        try:
+            connection = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise _translate(exc, path) from exc
+        try:
+            version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            connection.close()
+            raise _translate(exc, path) from exc
+        if version != SCHEMA_VERSION:
+            connection.close()
+            raise StoreError(f"the database {path} has schema {version}, not {SCHEMA_VERSION}")
+        return cls(connection, path, busy_timeout=0)
+
     @_translated
     def _prepare(self, seed_urls: tuple[str, ...]) -> None:
         self._refuse_truncated()
