@@ -224,15 +224,8 @@ def root(
 def _complete_feed(incomplete: str) -> list[tuple[str, str]]:
     """FEED completions from the database: feed ids, each with its name as help (zsh
     and fish show it). typer keeps only the values that start with what was typed."""
-    from storyfeed.store import Store
-
     try:
-        # Read only: completing must not create, migrate or wait for the database.
-        store = Store.open_to_read(default_paths().database)
-        try:
-            feeds = store.feeds()
-        finally:
-            store.close()
+        feeds = core.feeds_to_complete(default_paths())
     except Exception:  # a shell's completion must never see a traceback
         return []
     return [(str(feed.id), feed.title) for feed in feeds if str(feed.id).startswith(incomplete)]

@@ -93,6 +93,16 @@ class App:
 # --- pure decisions ---------------------------------------------------------
 
 
+def feeds_to_complete(paths: Paths) -> list[Feed]:
+    """The feeds of an existing database of this schema, read without creating,
+    migrating or waiting for it (tab completion); StoreError otherwise."""
+    store = Store.open_to_read(paths.database)
+    try:
+        return store.feeds()
+    finally:
+        store.close()
+
+
 def is_due(feed: Feed, now: datetime) -> bool:
     """An active feed whose next fetch time has come and that no Retry-After holds back."""
     if feed.status is not FeedStatus.ACTIVE:
