@@ -1284,30 +1284,26 @@ def test_answers_that_come_at_once_are_fetched_by_the_first_threads(
     assert seen and len(seen) <= fetching._FIRST_THREADS
 
 
-def test_steady_but_slow_answers_get_more_threads(
+@pytest.mark.parametrize(
+    ("pause", "busy"),
+    [
+        # Steady answers from a network 5-50 ms away: the process sits idle.
+        (0.05, None),
+        # Longer than any wait for the GIL: threads come even if the process looks busy.
+        (0.15, 0.0),
+    ],
+)
+def test_answers_that_wait_on_the_server_get_more_threads(
     raw_server: Callable[[Handle], RawServer],
+    monkeypatch: pytest.MonkeyPatch,
+    pause: float,
+    busy: float | None,
 ) -> None:
-    """Results that come one after another, each after a wait on the server, add
-    threads (a network 5-50 ms away answers steadily, yet needs every slot)."""
-    server = raw_server(counting_after(0.05))
-    settings = Settings(read_timeout=2.0, feed_deadline=5.0, concurrency=8, per_host=8)
-    requests = [FetchRequest(feed_id=i, url=server.url(f"/feed/{i}")) for i in range(40)]
-
-    results = list(fetch_many(requests, settings, NOW))
-
-    assert len(results) == 40 and all(r.outcome is FetchOutcome.OK for r in results)
-    assert server.most_active == 8
-
-
-def test_a_slow_server_gets_more_threads_however_busy_the_process(
-    raw_server: Callable[[Handle], RawServer], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A fetch that took longer than any wait for the GIL adds threads even when
-    the process looks busy (here: never idle enough for the other rule)."""
     from storyfeed import fetch as fetching
 
-    monkeypatch.setattr(fetching, "_BUSY", 0.0)
-    server = raw_server(counting_after(0.15))
+    if busy is not None:
+        monkeypatch.setattr(fetching, "_BUSY", busy)  # the idle rule held off
+    server = raw_server(counting_after(pause))
     settings = Settings(read_timeout=2.0, feed_deadline=5.0, concurrency=8, per_host=8)
     requests = [FetchRequest(feed_id=i, url=server.url(f"/feed/{i}")) for i in range(24)]
 
