@@ -90,9 +90,6 @@ class App:
             self._store = None
 
 
-# --- pure decisions ---------------------------------------------------------
-
-
 def feeds_to_complete(paths: Paths) -> list[Feed]:
     """The feeds of an existing database of this schema, read without creating,
     migrating or waiting for it (tab completion); StoreError otherwise."""
@@ -103,6 +100,9 @@ def feeds_to_complete(paths: Paths) -> list[Feed]:
         store.close()
 
 
+# --- pure decisions ---------------------------------------------------------
+
+
 def is_due(feed: Feed, now: datetime) -> bool:
     """An active feed whose next fetch time has come and that no Retry-After holds back."""
     if feed.status is not FeedStatus.ACTIVE:
@@ -110,10 +110,6 @@ def is_due(feed: Feed, now: datetime) -> bool:
     if feed.retry_after is not None and feed.retry_after > now:
         return False
     return feed.next_fetch_at is None or feed.next_fetch_at <= now
-
-
-def due_feeds(feeds: Sequence[Feed], now: datetime) -> list[Feed]:
-    return [feed for feed in feeds if is_due(feed, now)]
 
 
 def fetch_interval(
@@ -359,15 +355,21 @@ def resolve_feed(feeds: Sequence[Feed], text: str) -> Feed:
 Progress = Callable[["RefreshResult", int, int], None]
 
 
+def due_now(app: App) -> list[Feed]:
+    """The feeds due at the app's clock: narrowed in SQL, decided by :func:`is_due`."""
+    now = app.clock()
+    return [feed for feed in app.store.feeds_due(now) if is_due(feed, now)]
+
+
 def select_feeds(app: App, names: Sequence[str], *, force: bool) -> tuple[list[Feed], list[Feed]]:
     """Feeds to fetch now, and feeds a server's Retry-After still holds back.
 
     Named feeds are fetched whatever their state (a retired one is tried again);
     otherwise the due ones, or with ``force`` every active one.
     """
-    now = app.clock()
     if not names and not force:
-        return due_feeds(app.store.feeds_due(now), now), []
+        return due_now(app), []
+    now = app.clock()
     feeds = app.store.feeds()
     if names:
         chosen = list({feed.id: feed for feed in (resolve_feed(feeds, n) for n in names)}.values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import email.utils
+import functools
 import os
 import queue
 import socket
@@ -117,11 +118,9 @@ class _Run:
             self.waiting.setdefault(_host(request.url), collections.deque()).append(request)
         self.active: collections.Counter[str] = collections.Counter()
         self.stopped = False
-        # One CA bundle for every pool, loaded while httpcore is imported when a URL
-        # needs it, else only if a redirect leads to https.
+        # One CA bundle for every pool: loaded while the clients are made (httpcore
+        # imported) when a URL needs it, else only if a redirect leads to https.
         tls = _TlsContext(early=any(r.url[:6].lower() == "https:" for r in todo))
-        import httpcore  # noqa: F401 (httpx's own transport)
-
         self.workers = min(max(1, settings.concurrency), len(todo))
         # httpcore's pool does work quadratic in its connections at every request:
         # threads are spread over pools of at most _POOL_SIZE, a thread keeps to its
@@ -344,7 +343,7 @@ def _client(settings: Settings, connections: int, tls: _TlsContext | None) -> ht
 
 def _proxy_trouble(reason: str) -> ConfigError:
     names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-    found = sorted({key.upper() for key, value in os.environ.items() if key.upper() in names})
+    found = sorted({key.upper() for key in os.environ if key.upper() in names})
     return ConfigError(
         f"the proxy settings of the environment ({', '.join(found)}) cannot be used: {reason}"
     )
@@ -422,15 +421,10 @@ def _bounded(timeout: float | None) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
-_backend: list[Any] = []
-_pools: list[Any] = []
-
-
+@functools.cache
 def _pool_class() -> Callable[..., httpcore.ConnectionPool]:
     """httpcore's connection pool, given the run's TLS context when it first
     connects to an https origin (defined on first use, as the backend below)."""
-    if _pools:
-        return _pools[0]  # type: ignore[no-any-return]
     import httpcore
 
     class Pool(httpcore.ConnectionPool):
@@ -443,15 +437,13 @@ def _pool_class() -> Callable[..., httpcore.ConnectionPool]:
                 self._ssl_context = self._tls.get()
             return super().create_connection(origin)
 
-    _pools.append(Pool)
     return Pool
 
 
+@functools.cache
 def _deadline_backend() -> httpcore.NetworkBackend:
     """httpcore's own network backend, every timeout bounded by the fetch's deadline
     (defined on first use: httpcore is imported only where a fetch happens)."""
-    if _backend:
-        return _backend[0]  # type: ignore[no-any-return]
     import httpcore
 
     class Stream(httpcore.NetworkStream):
@@ -507,8 +499,7 @@ def _deadline_backend() -> httpcore.NetworkBackend:
         def sleep(self, seconds: float) -> None:
             self._backend.sleep(seconds)
 
-    _backend.append(Backend())
-    return _backend[0]  # type: ignore[no-any-return]
+    return Backend()
 
 
 def fetch(

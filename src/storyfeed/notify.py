@@ -20,7 +20,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from storyfeed.config import NotifySettings
-from storyfeed.core import App, Progress, due_feeds, refresh
+from storyfeed.core import App, Progress, due_now, refresh
 from storyfeed.models import Channel, Feed, FeedStatus, Story
 from storyfeed.updates import RefreshResult
 
@@ -207,8 +207,7 @@ def run_notify(
     the report. With ``dry_run`` nothing is sent and no baseline, delivery or
     report is recorded (the cache itself is refreshed).
     """
-    now = app.clock()
-    refreshed = refresh(app, due_feeds(app.store.feeds_due(now), now), progress=progress)
+    refreshed = refresh(app, due_now(app), progress=progress)
     now = app.clock()
     reports = feed_reports(app.store.feeds(), app.settings.notify, now)
     baseline = app.store.take_notify_baseline(backlog=backlog, dry_run=dry_run)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
-from storyfeed.core import App, Progress, due_feeds, parse_duration, refresh, resolve_feed
+from storyfeed.core import App, Progress, due_now, parse_duration, refresh, resolve_feed
 from storyfeed.errors import (
     ConfigError,
     DatabaseBusyError,
@@ -90,8 +90,7 @@ def _feed_list(chosen: Feed | Sequence[Feed] | None) -> list[Feed] | None:
 
 def due_for_listing(app: App, chosen: Feed | Sequence[Feed] | None = None) -> list[Feed]:
     """The feeds a listing refreshes first: the due ones (of ``chosen``, if given)."""
-    now = app.clock()
-    due = due_feeds(app.store.feeds_due(now), now)
+    due = due_now(app)
     wanted = _feed_list(chosen)
     if wanted is None:
         return due
@@ -130,10 +129,8 @@ def list_stories(
                         "refresh skipped: another storyfeed is fetching feeds; "
                         "showing the stories already fetched"
                     )
-        except StoreError as exc:  # the lock file or the database
+        except (StoreError, ConfigError) as exc:  # lock or database; the proxy settings
             busy = isinstance(exc, DatabaseBusyError)
-            warnings.append(f"refresh skipped: {exc}")
-        except ConfigError as exc:  # the environment's proxy settings
             warnings.append(f"refresh skipped: {exc}")
     warnings += [f"{r.feed.title}: {r.error}" for r in refreshed if r.failed]
     wanted = _feed_list(chosen)

@@ -348,15 +348,16 @@ class Store:
             )
         except sqlite3.Error as exc:
             raise _translate(exc, path) from exc
+        store = cls(connection, path, busy_timeout=0)
         try:
-            version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+            version = store._version()
         except sqlite3.Error as exc:
-            connection.close()
+            store.close()
             raise _translate(exc, path) from exc
         if version != SCHEMA_VERSION:
-            connection.close()
+            store.close()
             raise StoreError(f"the database {path} has schema {version}, not {SCHEMA_VERSION}")
-        return cls(connection, path, busy_timeout=0)
+        return store
 
     @_translated
     def _prepare(self, seed_urls: tuple[str, ...]) -> None:
